@@ -1,0 +1,138 @@
+"""The ``sonomuscle`` command: datalists, phantoms, batch evaluation and the demo.
+
+Each sub-command parses its arguments here and hands them to one library function, so everything the
+command does can also be called from Python.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from sonomuscle.errors import InputError
+
+PHANTOM_TASKS = ("architecture2d", "ciliary3d", "bladder3d")
+EVALUATION_MEASURES = ("dice", "hd95", "assd", "volume", "thickness")
+
+
+def _key_value(text: str, default_key: str) -> tuple[str, str]:
+    """``KEY=VALUE`` → (KEY, VALUE); a bare ``VALUE`` gets ``default_key``."""
+    key, sep, value = text.partition("=")
+    return (key, value) if sep else (default_key, text)
+
+
+def _labels_arg(text: str) -> tuple[str, Path]:
+    key, value = _key_value(text, "label")
+    return key, Path(value)
+
+
+def _label_value_arg(text: str) -> tuple[str, int]:
+    name, sep, value = text.partition("=")
+    if not sep or not value.lstrip("-").isdigit():
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE with an integer VALUE, got {text!r}")
+    return name, int(value)
+
+
+def _measures_arg(text: str) -> list[str]:
+    names = [m.strip() for m in text.split(",") if m.strip()]
+    unknown = sorted(set(names) - set(EVALUATION_MEASURES))
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown measures {unknown}; choose from {list(EVALUATION_MEASURES)}")
+    return names
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sonomuscle", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("datalist", help="pair images with label masks and write an MSD-style datalist JSON")
+    p.add_argument("--images", type=Path, required=True, help="folder of images")
+    p.add_argument(
+        "--labels",
+        type=_labels_arg,
+        action="append",
+        required=True,
+        metavar="[KEY=]DIR",
+        help="folder of masks, stored under KEY (default 'label'); repeat for several label kinds",
+    )
+    p.add_argument("--out", type=Path, required=True, help="datalist JSON to write")
+    p.add_argument("--val-fraction", type=float, default=0.2)
+    p.add_argument("--test-fraction", type=float, default=0.0)
+    p.add_argument("--folds", type=int, default=None, help="also assign K cross-validation folds")
+    p.add_argument("--group-by", default=None, metavar="REGEX", help="regex whose first group names the subject")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--spacing", type=float, default=None, metavar="MM", help="pixel spacing for files without one")
+
+    p = sub.add_parser("synth", help="write synthetic ultrasound phantoms with exact ground truth")
+    p.add_argument("--task", choices=PHANTOM_TASKS, required=True)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--n", type=int, default=20)
+    p.add_argument("--seed", type=int, default=0)
+
+    p = sub.add_parser("evaluate", help="batch evaluation of predicted masks against references")
+    p.add_argument("--pred", type=Path, required=True)
+    p.add_argument("--ref", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--labels", type=_label_value_arg, action="append", default=None, metavar="NAME=VALUE")
+    p.add_argument("--measures", type=_measures_arg, default=list(EVALUATION_MEASURES))
+    p.add_argument("--workers", type=int, default=1)
+
+    p = sub.add_parser("demo", help="phantoms → train → evaluate → report, end to end on this machine")
+    p.add_argument("--out", type=Path, default=Path("demo_out"))
+    p.add_argument("--n", type=int, default=None, help="number of phantoms (default: the demo's own)")
+    p.add_argument("--epochs", type=int, default=None, help="training epochs (default: the demo's own)")
+    p.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def run(args: argparse.Namespace) -> None:
+    """Dispatch one parsed command; imports are local so ``sonomuscle --help`` stays fast."""
+    if args.command == "datalist":
+        from sonomuscle.data.datalist import build_datalist
+
+        build_datalist(
+            images=args.images,
+            labels=dict(args.labels),
+            out=args.out,
+            val_fraction=args.val_fraction,
+            test_fraction=args.test_fraction,
+            folds=args.folds,
+            group_by=args.group_by,
+            seed=args.seed,
+            spacing=args.spacing,
+        )
+    elif args.command == "synth":
+        from sonomuscle.data.phantoms import write_phantom_dataset
+
+        write_phantom_dataset(task=args.task, out=args.out, n=args.n, seed=args.seed)
+    elif args.command == "evaluate":
+        from sonomuscle.evaluation.batch import evaluate_folder
+
+        evaluate_folder(
+            pred=args.pred,
+            ref=args.ref,
+            out=args.out,
+            labels=dict(args.labels) if args.labels else None,
+            measures=args.measures,
+            workers=args.workers,
+        )
+    elif args.command == "demo":
+        from sonomuscle.demo import run_demo
+
+        run_demo(out=args.out, n=args.n, epochs=args.epochs, seed=args.seed)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        run(args)
+    except InputError as err:
+        print(f"sonomuscle {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

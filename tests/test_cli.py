@@ -1,0 +1,39 @@
+"""Argument parsing of the ``sonomuscle`` command (each sub-command's work is tested with its module)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sonomuscle.cli import build_parser
+
+
+def test_datalist_labels_take_optional_keys():
+    args = build_parser().parse_args(
+        ["datalist", "--images", "im", "--labels", "m", "--labels", "fascicle=f", "--out", "d.json"]
+    )
+    assert dict(args.labels) == {"label": Path("m"), "fascicle": Path("f")}
+
+
+def test_evaluate_parses_labels_and_measures():
+    args = build_parser().parse_args(
+        ["evaluate", "--pred", "p", "--ref", "r", "--out", "o", "--labels", "wall=1", "--measures", "dice,volume"]
+    )
+    assert args.labels == [("wall", 1)]
+    assert args.measures == ["dice", "volume"]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["evaluate", "--pred", "p", "--ref", "r", "--out", "o", "--labels", "wall"],
+        ["evaluate", "--pred", "p", "--ref", "r", "--out", "o", "--measures", "dice,volumes"],
+        ["synth", "--task", "knee3d", "--out", "o"],
+    ],
+)
+def test_bad_arguments_exit_with_usage_error(argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        build_parser().parse_args(argv)
+    assert exc.value.code == 2
+    assert "error:" in capsys.readouterr().err
