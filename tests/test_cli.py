@@ -18,7 +18,19 @@ def test_datalist_labels_take_optional_keys():
 
 def test_evaluate_parses_labels_and_measures():
     args = build_parser().parse_args(
-        ["evaluate", "--pred", "p", "--ref", "r", "--out", "o", "--labels", "wall=1", "--measures", "dice,volume"]
+        [
+            "evaluate",
+            "--pred",
+            "p",
+            "--ref",
+            "r",
+            "--out",
+            "o",
+            "--labels",
+            "wall=1",
+            "--measures",
+            "dice,volume",
+        ]
     )
     assert args.labels == [("wall", 1)]
     assert args.measures == ["dice", "volume"]

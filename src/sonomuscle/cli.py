@@ -39,7 +39,9 @@ def _measures_arg(text: str) -> list[str]:
     names = [m.strip() for m in text.split(",") if m.strip()]
     unknown = sorted(set(names) - set(EVALUATION_MEASURES))
     if unknown:
-        raise argparse.ArgumentTypeError(f"unknown measures {unknown}; choose from {list(EVALUATION_MEASURES)}")
+        raise argparse.ArgumentTypeError(
+            f"unknown measures {unknown}; choose from {list(EVALUATION_MEASURES)}"
+        )
     return names
 
 
@@ -61,9 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-fraction", type=float, default=0.2)
     p.add_argument("--test-fraction", type=float, default=0.0)
     p.add_argument("--folds", type=int, default=None, help="also assign K cross-validation folds")
-    p.add_argument("--group-by", default=None, metavar="REGEX", help="regex whose first group names the subject")
+    p.add_argument(
+        "--group-by", default=None, metavar="REGEX", help="regex whose first group names the subject"
+    )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--spacing", type=float, default=None, metavar="MM", help="pixel spacing for files without one")
+    p.add_argument(
+        "--spacing", type=float, default=None, metavar="MM", help="pixel spacing for files without one"
+    )
 
     p = sub.add_parser("synth", help="write synthetic ultrasound phantoms with exact ground truth")
     p.add_argument("--task", choices=PHANTOM_TASKS, required=True)
