@@ -1,0 +1,1 @@
+"""Batch evaluation of prediction folders (``batch``) and its summary and HTML report (``report``)."""

@@ -1,0 +1,252 @@
+"""Muscle architecture from a longitudinal image's masks: thickness, pennation angle, fascicle length.
+
+Definitions (shared with the ``architecture2d`` phantoms): ``L_s`` is the deep edge of the superficial
+aponeurosis, ``L_d`` the superficial edge of the deep one, both fitted as straight lines ``y = a + b·x`` in mm
+(x lateral, y depth). Thickness is the distance from ``L_d`` to ``L_s`` along ``L_d``'s normal, at the image's
+lateral centre and averaged over the columns where both aponeuroses are present. A fascicle is a straight
+line fitted to an annotated piece; its pennation angle is its angle to ``L_d`` and its length runs between
+its intersections with ``L_d`` and ``L_s``, extrapolated beyond the image where needed.
+
+Masks come from a network, so every step tolerates what networks output: merged or missing aponeuroses,
+thick, broken or noisy fascicle pieces, spurious blobs. What cannot be measured becomes NaN with a reason in
+``qc``, never an exception.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+from scipy.stats import theilslopes
+from skimage.measure import label, regionprops
+from skimage.morphology import skeletonize
+
+from sonomuscle.errors import InputError
+
+# plausible angle between a fascicle and the deep aponeurosis (degrees)
+ANGLE_RANGE_DEG = (2.0, 60.0)
+# a fascicle piece must span this many pixels and stay this close (rms, pixels) to its line
+MIN_PIECE_PX = 8.0
+MAX_PIECE_RESIDUAL_PX = 1.5
+# fragments of one fascicle: directions within this angle and each centre this close to the other's line
+MERGE_ANGLE_DEG = 2.0
+MERGE_OFFSET_PX = 2.0
+# the two aponeuroses must share this many columns to be measured against each other
+MIN_EDGE_COLUMNS = 5
+
+
+@dataclass
+class Line:
+    """``y = a + b·x`` in mm."""
+
+    a: float
+    b: float
+
+    def y(self, x: float | np.ndarray) -> float | np.ndarray:
+        return self.a + self.b * x
+
+    @property
+    def direction(self) -> np.ndarray:
+        return np.array([1.0, self.b]) / math.hypot(1.0, self.b)
+
+    def hit(self, point: np.ndarray, direction: np.ndarray) -> float:
+        """Signed distance ``t`` along ``direction`` from ``point`` to this line (NaN when parallel)."""
+        denominator = direction[1] - self.b * direction[0]
+        if abs(denominator) < 1e-12:
+            return math.nan
+        return (self.a + self.b * point[0] - point[1]) / denominator
+
+
+@dataclass
+class ArchitectureResult:
+    """Measures of one image: medians, per-fascicle values and why anything is missing.
+
+    Lengths are in ``units`` (mm, or px without spacing); angles are always degrees.
+    """
+
+    thickness: float
+    thickness_mean: float
+    pennation_angle: float
+    fascicle_length: float
+    pennation_angles: list[float] = field(default_factory=list)
+    fascicle_lengths: list[float] = field(default_factory=list)
+    units: str = "mm"
+    qc: list[str] = field(default_factory=list)
+
+    @property
+    def n_fascicles(self) -> int:
+        return len(self.pennation_angles)
+
+    def as_row(self) -> dict:
+        """One flat CSV row: the medians, the fascicle count, the units and the qc messages."""
+        row = {
+            k: v for k, v in asdict(self).items() if k not in ("pennation_angles", "fascicle_lengths", "qc")
+        }
+        return {**row, "n_fascicles": self.n_fascicles, "qc": "; ".join(self.qc)}
+
+
+def measure_architecture(
+    aponeurosis: np.ndarray, fascicle: np.ndarray | None, spacing: tuple[float, float] | None
+) -> ArchitectureResult:
+    """Thickness, pennation angle and fascicle length from (X, Y) masks; no fascicle mask → thickness only."""
+    step = _checked_spacing(spacing)
+    apo = _checked_mask(aponeurosis, "aponeurosis")
+    qc: list[str] = []
+    superficial, deep, shared_columns = _aponeurosis_lines(apo, step, qc)
+    thickness = thickness_mean = math.nan
+    if superficial is not None and deep is not None:
+        thickness = _normal_distance((apo.shape[0] - 1) / 2 * step[0], deep, superficial)
+        thickness_mean = float(np.mean([_normal_distance(x, deep, superficial) for x in shared_columns]))
+    angles: list[float] = []
+    lengths: list[float] = []
+    if fascicle is not None:
+        fas = _checked_mask(fascicle, "fascicle")
+        if fas.shape != apo.shape:
+            raise InputError(None, f"fascicle mask shape {fas.shape} differs from aponeurosis {apo.shape}")
+        if superficial is None or deep is None:
+            qc.append("fascicles not measured without both aponeuroses")
+        else:
+            angles, lengths = _fascicles(fas, superficial, deep, step, qc)
+    return ArchitectureResult(
+        thickness=thickness,
+        thickness_mean=thickness_mean,
+        pennation_angle=float(np.median(angles)) if angles else math.nan,
+        fascicle_length=float(np.median(lengths)) if lengths else math.nan,
+        pennation_angles=angles,
+        fascicle_lengths=lengths,
+        units="px" if spacing is None else "mm",
+        qc=qc,
+    )
+
+
+def _checked_spacing(spacing: tuple[float, float] | None) -> np.ndarray:
+    step = np.ones(2) if spacing is None else np.asarray(spacing, dtype=float)
+    if step.shape != (2,) or not (step > 0).all():
+        raise InputError(None, f"spacing {spacing} is not two positive numbers (x, y) in mm")
+    return step
+
+
+def _checked_mask(mask: np.ndarray, name: str) -> np.ndarray:
+    mask = np.asarray(mask)
+    if mask.ndim != 2:
+        raise InputError(None, f"{name} mask must be 2D (X, Y), got shape {mask.shape}")
+    if not np.isin(mask, (0, 1)).all():
+        raise InputError(None, f"{name} mask holds values other than 0 and 1")
+    return mask.astype(bool)
+
+
+def _aponeurosis_lines(
+    apo: np.ndarray, step: np.ndarray, qc: list[str]
+) -> tuple[Line | None, Line | None, np.ndarray]:
+    """``L_s``, ``L_d`` (None where unusable) and the lateral positions (mm) where both bands are present.
+
+    The two largest components are the aponeuroses, the shallower one superficial; smaller ones are noise.
+    """
+    regions = sorted(regionprops(label(apo, connectivity=2)), key=lambda r: r.area, reverse=True)[:2]
+    if len(regions) < 2:
+        qc.append(f"expected two aponeuroses, found {len(regions)} component(s) (missing or merged)")
+        return None, None, np.empty(0)
+    shallow, deeper = sorted(regions, key=lambda r: r.centroid[1])
+    shared = np.intersect1d(shallow.coords[:, 0], deeper.coords[:, 0]) * step[0]
+    if len(shared) < MIN_EDGE_COLUMNS:
+        # side by side, not one above the other: pieces of one broken band
+        qc.append("the two largest aponeurosis components do not lie one above the other")
+        return None, None, shared
+    superficial = _edge_line(shallow.coords, step, deep_edge=True)
+    deep = _edge_line(deeper.coords, step, deep_edge=False)
+    return superficial, deep, shared
+
+
+def _edge_line(coords: np.ndarray, step: np.ndarray, deep_edge: bool) -> Line:
+    """Robust line through one edge of a band: per column its deepest (or shallowest) pixel's outer side."""
+    xs = np.unique(coords[:, 0])
+    order = np.lexsort((coords[:, 1], coords[:, 0]))
+    coords = coords[order]
+    starts = np.searchsorted(coords[:, 0], xs)
+    ends = np.r_[starts[1:], len(coords)] - 1
+    # the band's edge lies half a pixel beyond the last pixel centre inside it
+    ys = coords[ends, 1] + 0.5 if deep_edge else coords[starts, 1] - 0.5
+    slope, intercept, *_ = theilslopes(ys * step[1], xs * step[0])
+    return Line(float(intercept), float(slope))
+
+
+def _normal_distance(x: float, deep: Line, superficial: Line) -> float:
+    """From ``L_d`` at lateral position ``x`` along ``L_d``'s normal to ``L_s``."""
+    point = np.array([x, deep.y(x)])
+    normal = np.array([deep.direction[1], -deep.direction[0]])
+    return float(abs(superficial.hit(point, normal)))
+
+
+def _fascicles(
+    fas: np.ndarray, superficial: Line, deep: Line, step: np.ndarray, qc: list[str]
+) -> tuple[list[float], list[float]]:
+    """Per-fascicle pennation angles (deg) and lengths of the plausible, merged pieces of the mask."""
+    pieces = _piece_lines(fas, step)
+    plausible = [
+        p for p in pieces if ANGLE_RANGE_DEG[0] <= _angle_deg(p[1], deep.direction) <= ANGLE_RANGE_DEG[1]
+    ]
+    dropped = len(pieces) - len(plausible)
+    if dropped:
+        qc.append(f"{dropped} fascicle piece(s) at an implausible angle dropped")
+    lines = _merge_collinear(plausible, step)
+    if not lines:
+        qc.append("no measurable fascicle")
+        return [], []
+    angles = [_angle_deg(direction, deep.direction) for _, direction in lines]
+    lengths = [float(abs(superficial.hit(c, d) - deep.hit(c, d))) for c, d in lines]
+    return angles, lengths
+
+
+def _angle_deg(u: np.ndarray, v: np.ndarray) -> float:
+    """Angle between two undirected lines, 0–90°."""
+    return math.degrees(math.acos(min(1.0, abs(float(np.dot(u, v))))))
+
+
+def _fit(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Principal axis of a point cloud: centre, unit direction and singular values."""
+    centre = points.mean(axis=0)
+    _, singular, vt = np.linalg.svd(points - centre, full_matrices=False)
+    return centre, vt[0], singular
+
+
+def _piece_lines(fas: np.ndarray, step: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(centre, direction, points) in mm of each long, line-like component of the skeletonised mask."""
+    pixel = float(np.sqrt(step.prod()))
+    pieces = []
+    for region in regionprops(label(skeletonize(fas), connectivity=2)):
+        points = region.coords * step
+        if len(points) < 2:
+            continue
+        centre, direction, singular = _fit(points)
+        along = (points - centre) @ direction
+        residual = singular[1] / math.sqrt(len(points)) if len(singular) > 1 else 0.0
+        if np.ptp(along) >= MIN_PIECE_PX * pixel and residual <= MAX_PIECE_RESIDUAL_PX * pixel:
+            pieces.append((centre, direction, points))
+    return pieces
+
+
+def _merge_collinear(
+    pieces: list[tuple[np.ndarray, np.ndarray, np.ndarray]], step: np.ndarray
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Join fragments of one fascicle (same direction, on each other's line) and refit each group."""
+    offset = MERGE_OFFSET_PX * float(np.sqrt(step.prod()))
+    groups: list[list[int]] = []
+    for i, (centre, direction, _) in enumerate(pieces):
+        for group in groups:
+            c0, d0, _ = pieces[group[0]]
+            normal0, normal = np.array([-d0[1], d0[0]]), np.array([-direction[1], direction[0]])
+            if (
+                _angle_deg(direction, d0) <= MERGE_ANGLE_DEG
+                and abs((centre - c0) @ normal0) <= offset
+                and abs((c0 - centre) @ normal) <= offset
+            ):
+                group.append(i)
+                break
+        else:
+            groups.append([i])
+    lines = []
+    for group in groups:
+        centre, direction, _ = _fit(np.concatenate([pieces[i][2] for i in group]))
+        lines.append((centre, direction))
+    return lines

@@ -1,0 +1,204 @@
+"""Muscle architecture on masks drawn from exact lines, where thickness, angle and length are known."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from skimage.draw import disk, line
+from skimage.morphology import dilation
+from skimage.morphology import disk as disk_footprint
+
+from sonomuscle.errors import InputError
+from sonomuscle.measures.architecture import measure_architecture
+
+SHAPE = (480, 300)  # (X, Y) pixels
+
+
+def _bands(shape, step, superficial, deep, width_mm=1.0):
+    """Aponeurosis mask: pixel centres within ``width_mm`` above L_s and below L_d (lines as (a, b) in mm)."""
+    x, y = (np.indices(shape).astype(float).T * step).T
+    ls = superficial[0] + superficial[1] * x
+    ld = deep[0] + deep[1] * x
+    return (((y <= ls) & (y > ls - width_mm)) | ((y >= ld) & (y < ld + width_mm))).astype(np.uint8)
+
+
+def _hit(line_ab, point, direction):
+    a, b = line_ab
+    return (a + b * point[0] - point[1]) / (direction[1] - b * direction[0])
+
+
+def _fascicle(deep, superficial, x0, theta_deg, side):
+    """Start on L_d at x0, unit direction rising toward L_s at angle theta to L_d; true length between them."""
+    phi = math.atan(deep[1])
+    angle = phi - math.radians(theta_deg) if side > 0 else math.pi + phi + math.radians(theta_deg)
+    direction = np.array([math.cos(angle), math.sin(angle)])
+    start = np.array([x0, deep[0] + deep[1] * x0])
+    return start, direction, _hit(superficial, start, direction)
+
+
+def _draw(mask, step, start, direction, t0, t1):
+    """Rasterise the segment t0..t1 (mm along the line), which must lie inside the image."""
+    p0, p1 = ((start + t * direction) / step for t in (t0, t1))
+    rr, cc = line(*np.round(p0).astype(int), *np.round(p1).astype(int))
+    assert rr.min() >= 0 and rr.max() < mask.shape[0] and cc.min() >= 0 and cc.max() < mask.shape[1]
+    mask[rr, cc] = 1
+
+
+def _truth_thickness(deep, superficial, x):
+    start = np.array([x, deep[0] + deep[1] * x])
+    normal = np.array([deep[1], -1.0]) / math.hypot(1.0, deep[1])
+    return abs(_hit(superficial, start, normal))
+
+
+def _case(step, superficial, deep, theta, side, pieces=((0.35, 0.65),), centres=(18.0, 24.0, 30.0)):
+    """Masks plus truth; each fascicle's midpoint lies at one of ``centres`` (lateral, mm), and its pieces
+    are given as fractions of its true length from L_d."""
+    apo = _bands(SHAPE, step, superficial, deep)
+    fas = np.zeros(SHAPE, np.uint8)
+    lengths = []
+    for centre in centres:
+        x0 = centre
+        for _ in range(5):  # put the midpoint at ``centre``; the length changes slowly with x0
+            start, direction, length = _fascicle(deep, superficial, x0, theta, side)
+            x0 += centre - (start + length / 2 * direction)[0]
+        lengths.append(length)
+        for f0, f1 in pieces:
+            _draw(fas, step, start, direction, f0 * length, f1 * length)
+    middle = (SHAPE[0] - 1) / 2 * step[0]
+    return (
+        apo,
+        fas,
+        {"thickness": _truth_thickness(deep, superficial, middle), "length": float(np.median(lengths))},
+    )
+
+
+def _check(result, truth, theta, units="mm"):
+    assert result.units == units
+    assert result.thickness == pytest.approx(truth["thickness"], abs=0.3)
+    assert result.pennation_angle == pytest.approx(theta, abs=1.0)
+    assert result.fascicle_length == pytest.approx(truth["length"], rel=0.03)
+
+
+@pytest.mark.parametrize("side", [1, -1])
+@pytest.mark.parametrize("theta", [15.0, 28.0])
+def test_clean_lines_both_directions(side, theta):
+    step = np.array([0.1, 0.1])
+    superficial, deep = (4.0, 0.03), (19.0, -0.02)  # converging, tilted
+    apo, fas, truth = _case(step, superficial, deep, theta, side, centres=(16.0, 24.0, 32.0))
+    result = measure_architecture(apo, fas, (0.1, 0.1))
+    _check(result, truth, theta)
+    assert result.n_fascicles == 3
+    assert result.thickness_mean == pytest.approx(
+        np.mean([_truth_thickness(deep, superficial, x) for x in np.arange(SHAPE[0]) * 0.1]), abs=0.3
+    )
+    assert result.qc == []
+
+
+def test_anisotropic_spacing_and_fascicle_leaving_the_image():
+    step = np.array([0.12, 0.08])  # 57.6 × 24 mm
+    superficial, deep = (3.0, -0.02), (18.0, 0.04)
+    # fascicles start near the right edge and leave it: their length is extrapolated
+    apo, fas, truth = _case(
+        step, superficial, deep, 15.0, 1, pieces=((0.42, 0.58),), centres=(40.0, 45.0, 50.0)
+    )
+    _check(measure_architecture(apo, fas, tuple(step)), truth, 15.0)
+
+
+def test_broken_noisy_thick_pieces_and_blobs():
+    step = np.array([0.1, 0.1])
+    superficial, deep = (3.5, 0.0), (20.0, 0.01)
+    apo, fas, truth = _case(
+        step,
+        superficial,
+        deep,
+        20.0,
+        -1,
+        pieces=((0.2, 0.35), (0.45, 0.6), (0.7, 0.8)),
+        centres=(16.0, 24.0, 32.0),
+    )
+    fas = dilation(fas, disk_footprint(1))  # a network's thick strokes
+    rng = np.random.default_rng(0)
+    fas[rng.random(SHAPE) < 0.002] = 1  # speckle
+    fas[disk((100, 150), 6)] = 1  # a round blob
+    _draw(fas, step, np.array([5.0, 10.0]), np.array([1.0, 0.0]), 0.0, 6.0)  # parallel to L_d: implausible
+    apo[disk((240, 120), 5)] = 1  # a spurious aponeurosis blob between the bands
+    result = measure_architecture(apo, fas, tuple(step))
+    _check(result, truth, 20.0)
+    assert result.n_fascicles == 3  # fragments of one fascicle merged into one line
+    assert any("implausible" in message for message in result.qc)
+
+
+def test_without_spacing_reports_pixels():
+    step = np.array([1.0, 1.0])
+    superficial, deep = (40.0, 0.02), (200.0, -0.03)
+    apo, fas, truth = _case(step, superficial, deep, 18.0, 1, centres=(170.0, 240.0, 310.0))
+    _check(measure_architecture(apo, fas, None), truth, 18.0, units="px")
+
+
+def test_thickness_alone_and_unmeasurable_cases():
+    step = np.array([0.1, 0.1])
+    apo, _, _ = _case(step, (4.0, 0.0), (16.0, 0.0), 20.0, 1)
+    alone = measure_architecture(apo, None, (0.1, 0.1))
+    assert alone.thickness == pytest.approx(12.0, abs=0.3)
+    assert math.isnan(alone.pennation_angle) and alone.n_fascicles == 0
+    merged = apo.copy()
+    merged[200:210, :] = 1  # the two bands joined into one component
+    result = measure_architecture(merged, np.zeros(SHAPE, np.uint8), (0.1, 0.1))
+    assert math.isnan(result.thickness) and math.isnan(result.fascicle_length)
+    assert result.qc and "found 1 component" in result.qc[0]
+    assert set(result.as_row()) >= {
+        "thickness",
+        "thickness_mean",
+        "pennation_angle",
+        "fascicle_length",
+        "units",
+    }
+
+
+def test_bad_input_raises():
+    with pytest.raises(InputError, match="values other than 0 and 1"):
+        measure_architecture(np.full(SHAPE, 255, np.uint8), None, None)
+    with pytest.raises(InputError, match="2D"):
+        measure_architecture(np.zeros((4, 4, 4)), None, None)
+
+
+def test_real_masks_agree_with_the_vertical_gap(dl_track_dir):
+    """On annotators' masks, the mean thickness is the mean vertical gap between the bands, foreshortened by
+    the bands' tilt (cos 15° ≈ 0.97), and longer only by what a straight line misses of a curved band."""
+    from PIL import Image
+
+    masks = sorted((dl_track_dir / "aponeurosis" / "masks").glob("*.png"))[:20]
+    for path in masks:
+        apo = (np.asarray(Image.open(path)).T > 127).astype(np.uint8)
+        result = measure_architecture(apo, None, None)
+        assert result.units == "px" and not result.qc, path.name
+        top, bottom = _band_rows(apo)
+        gap = np.mean([bottom[x] - top[x] for x in set(top) & set(bottom)])
+        assert 0.9 * gap <= result.thickness_mean <= 1.05 * gap, path.name
+
+
+def _band_rows(apo):
+    """Per column, the deep edge of the upper band and the upper edge of the lower band (two largest)."""
+    from skimage.measure import label
+
+    labels = label(apo, connectivity=2)
+    sizes = np.bincount(labels.ravel())[1:]
+    upper, lower = sorted(np.argsort(sizes)[-2:] + 1, key=lambda k: np.nonzero(labels == k)[1].mean())
+    top = {x: ys.max() + 1 for x in range(apo.shape[0]) if (ys := np.nonzero(labels[x] == upper)[0]).size}
+    bottom = {x: ys.min() for x in range(apo.shape[0]) if (ys := np.nonzero(labels[x] == lower)[0]).size}
+    return top, bottom
+
+
+def test_phantoms_match_their_truth():
+    phantoms = pytest.importorskip("sonomuscle.data.phantoms.architecture2d")
+    rng = np.random.default_rng(0)
+    for _ in range(10):
+        case = phantoms.make_phantom(rng)
+        spacing = float(case.truth["spacing_mm"])
+        result = measure_architecture(case.aponeurosis, case.fascicle, (spacing, spacing))
+        assert result.thickness == pytest.approx(case.truth["thickness_mm"], abs=0.3)
+        assert result.thickness_mean == pytest.approx(case.truth["thickness_mean_mm"], abs=0.3)
+        assert result.pennation_angle == pytest.approx(case.truth["pennation_angle_deg"], abs=1.0)
+        assert result.fascicle_length == pytest.approx(case.truth["fascicle_length_mm"], rel=0.03)
