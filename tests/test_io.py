@@ -33,3 +33,8 @@ def test_temporary_name_keeps_double_extension(tmp_path):
     atomic_write_with(tmp_path / "case.nii.gz", lambda p: (seen.append(p.name), p.write_bytes(b"x")))
     assert seen[0].endswith("case.nii.gz")
     assert (tmp_path / "case.nii.gz").read_bytes() == b"x"
+
+
+def test_published_file_is_readable_by_others(tmp_path):
+    target = atomic_write_text(tmp_path / "a.txt", "x")
+    assert target.stat().st_mode & 0o044 == 0o044

@@ -1,0 +1,24 @@
+"""Synthetic ultrasound phantoms with exact ground truth: the data every bundle runs on out of the box."""
+
+from __future__ import annotations
+
+from importlib import import_module
+from pathlib import Path
+
+from sonomuscle.errors import InputError
+
+# task → module whose ``write_dataset(out, n, seed) -> Path`` writes it (imported only when asked for)
+PHANTOM_MODULES = {
+    "architecture2d": "sonomuscle.data.phantoms.architecture2d",
+    "ciliary3d": "sonomuscle.data.phantoms.ciliary",
+    "bladder3d": "sonomuscle.data.phantoms.bladder",
+}
+
+
+def write_phantom_dataset(task: str, out: str | Path, n: int, seed: int) -> Path:
+    """Write ``n`` phantoms of ``task`` under ``out`` (deterministic per ``seed``); returns the datalist path."""
+    if task not in PHANTOM_MODULES:
+        raise InputError(None, f"unknown phantom task {task!r}; expected one of {sorted(PHANTOM_MODULES)}")
+    datalist = import_module(PHANTOM_MODULES[task]).write_dataset(Path(out), n, seed)
+    print(f"{n} {task} phantoms written to {Path(out)} (datalist: {datalist})")
+    return datalist

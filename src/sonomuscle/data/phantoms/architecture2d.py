@@ -1,0 +1,372 @@
+"""Longitudinal B-mode phantoms of a pennate muscle with exact architecture, and their PNG dataset writer.
+
+Geometry (shared with ``sonomuscle.measures.architecture``; arrays are ``(X, Y)``, pixel ``i`` centred at
+``i·spacing`` mm): ``L_s`` is the deep edge of the superficial aponeurosis, ``L_d`` the superficial edge of
+the deep one, straight lines ``y = a + b·x`` tilted by ≤ 4° and converging by ≤ 3°. Thickness runs from
+``L_d`` along its normal to ``L_s``. Fascicles are parallel straight lines at the pennation angle θ to ``L_d``;
+a fascicle's length runs between its intersections with ``L_d`` and ``L_s``.
+
+Tissue from the skin down: dermis, hypoechoic subcutaneous fat with a few septa, the superficial
+aponeurosis, muscle (speckle, slow brightness variation, hyperechoic perimysium along many fascicles), the
+deep aponeurosis, then a deeper muscle and often bone with its acoustic shadow. The map goes through
+``physics.simulate_bmode``. The fascicle mask holds short annotator-like strokes on a few visible fascicles.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+from scipy.ndimage import gaussian_filter, gaussian_filter1d
+from tqdm import tqdm
+
+from sonomuscle.data.phantoms.physics import acoustic_shadow, simulate_bmode
+from sonomuscle.errors import InputError
+from sonomuscle.io import atomic_write_json, atomic_write_with
+
+TRUTH_COLUMNS = (
+    "case",
+    "spacing_mm",
+    "thickness_mm",
+    "thickness_mean_mm",
+    "pennation_angle_deg",
+    "fascicle_length_mm",
+)
+THICKNESS_RANGE_MM = (10.0, 25.0)
+PENNATION_RANGE_DEG = (10.0, 30.0)
+MAX_TILT_DEG = 4.0
+MAX_CONVERGENCE_DEG = 3.0
+BAND_RANGE_MM = (0.6, 1.5)
+SPLIT_FRACTIONS = (0.15, 0.15)  # validation, test; the rest trains
+
+# backscatter amplitude of each tissue relative to the display's reference level (physics.simulate_bmode);
+# tuned so aponeurosis and muscle grey levels sit near the real DL_Track images' medians
+_DERMIS, _FAT, _SEPTUM, _APONEUROSIS, _MUSCLE, _PERIMYSIUM, _BONE = 0.1, 0.015, 0.08, 0.2, 0.02, 0.07, 0.3
+
+
+@dataclass(frozen=True)
+class Line:
+    """``y = a + b·x`` in mm (independent of ``sonomuscle.measures``: the truth shares no code with its check)."""
+
+    a: float
+    b: float
+
+    def y(self, x: np.ndarray | float) -> np.ndarray | float:
+        return self.a + self.b * x
+
+    def hit(self, point: np.ndarray, direction: np.ndarray) -> float:
+        """Signed distance along ``direction`` (unit) from ``point`` to this line."""
+        return (self.a + self.b * point[0] - point[1]) / (direction[1] - self.b * direction[0])
+
+
+@dataclass
+class Phantom:
+    """One longitudinal image ``(X, Y)`` in [0, 1], its 0/1 masks, exact truth and isotropic spacing (mm)."""
+
+    image: np.ndarray
+    aponeurosis: np.ndarray
+    fascicle: np.ndarray
+    truth: dict[str, float]
+    spacing: tuple[float, float]
+
+
+@dataclass(frozen=True)
+class _Geometry:
+    """Depths (mm) of the layers and the architecture lines of one phantom."""
+
+    dermis: float
+    fat_bottom: float
+    band_s: float
+    band_d: float
+    superficial: Line
+    deep: Line
+    theta: float  # pennation angle, rad
+    psi: float  # fascicle direction from +x (y down), rad
+
+
+def make_phantom(
+    rng: np.random.Generator, shape: tuple[int, int] = (256, 256), spacing: float = 0.2
+) -> Phantom:
+    """A random pennate muscle: thickness 10–25 mm, pennation 10–30°, tilted and converging aponeuroses."""
+    x, y = np.meshgrid(np.arange(shape[0]) * spacing, np.arange(shape[1]) * spacing, indexing="ij")
+    xc = (shape[0] - 1) / 2 * spacing
+    g = _draw_geometry(rng, xc, shape[1] * spacing)
+    in_superficial_band = (y >= g.superficial.y(x) - g.band_s) & (y < g.superficial.y(x))
+    in_deep_band = (y >= g.deep.y(x)) & (y < g.deep.y(x) + g.band_d)
+    bands = in_superficial_band | in_deep_band
+
+    echo, offsets = _tissue_map(x, y, g, bands, rng, spacing)
+    direction = np.array([math.cos(g.psi), math.sin(g.psi)])
+    fascicle, lengths = _annotate(offsets, direction, g.superficial, g.deep, shape, spacing, rng)
+    image = simulate_bmode(
+        echo,
+        (spacing, spacing),
+        rng,
+        centre_frequency_mhz=rng.uniform(6.0, 9.0),
+        fractional_bandwidth=rng.uniform(0.25, 0.4),
+        f_number=rng.uniform(3.0, 4.5),
+        dynamic_range_db=rng.uniform(45.0, 55.0),
+        gain_db=rng.uniform(-6.0, 0.0),
+        noise_db=-80.0,
+        specular_threshold=0.1,  # point reflectors in aponeuroses and bone
+    )
+    columns = np.arange(shape[0]) * spacing
+    truth = {
+        "spacing_mm": float(spacing),
+        "thickness_mm": _normal_distance(xc, g.deep, g.superficial),
+        "thickness_mean_mm": float(np.mean([_normal_distance(c, g.deep, g.superficial) for c in columns])),
+        "pennation_angle_deg": math.degrees(g.theta),
+        "fascicle_length_mm": float(np.median(lengths)),
+    }
+    return Phantom(image, bands.astype(np.uint8), fascicle, truth, (spacing, spacing))
+
+
+def write_dataset(out: str | Path, n: int, seed: int) -> Path:
+    """Write ``n`` phantoms as PNG (images/, aponeurosis/, fascicle/), ``truth.csv`` and ``datalist.json``.
+
+    Case ``i`` draws from ``default_rng([seed, i])``: the same seed gives the same bytes, and a case does not
+    change when ``n`` does. Returns the datalist path.
+    """
+    if n < 1:
+        raise InputError(None, f"number of phantoms must be ≥ 1, got {n}")
+    out = Path(out)
+    rows, entries = [], []
+    for i in tqdm(range(n), desc="architecture2d phantoms", unit="case", disable=n <= 20):
+        name = f"case_{i:03d}"
+        phantom = make_phantom(np.random.default_rng([seed, i]))
+        entry: dict = {}
+        arrays = {
+            "image": np.round(phantom.image * 255),
+            "aponeurosis": phantom.aponeurosis * 255,
+            "fascicle": phantom.fascicle * 255,
+        }
+        for key, array in arrays.items():
+            relative = f"{'images' if key == 'image' else key}/{name}.png"
+            _write_png(out / relative, array)
+            entry[key] = relative
+        entries.append({**entry, "spacing": list(phantom.spacing)})
+        rows.append({"case": name, **phantom.truth})
+    atomic_write_with(
+        out / "truth.csv", lambda p: pd.DataFrame(rows, columns=TRUTH_COLUMNS).to_csv(p, index=False)
+    )
+    return atomic_write_json(out / "datalist.json", _split(entries))
+
+
+def _draw_geometry(rng: np.random.Generator, xc: float, depth: float) -> _Geometry:
+    """Layer depths, aponeurosis lines (tilt ≤ 4°, convergence ≤ 3°), thickness and pennation angle."""
+    dermis = rng.uniform(0.8, 1.5)
+    fat_bottom = dermis + rng.uniform(2.0, 8.0)
+    band_s, band_d = rng.uniform(*BAND_RANGE_MM, size=2)
+    max_tilt = math.radians(MAX_TILT_DEG)
+    tilt_d = rng.uniform(-max_tilt, max_tilt)
+    tilt_s = float(
+        np.clip(tilt_d + math.radians(rng.uniform(-1, 1) * MAX_CONVERGENCE_DEG), -max_tilt, max_tilt)
+    )
+    superficial = Line(fat_bottom + band_s - math.tan(tilt_s) * xc, math.tan(tilt_s))
+    # room below L_s for L_d at both lateral edges, its band and ≥ 8 mm of deeper tissue
+    room = depth - superficial.y(xc) - 2 * math.tan(max_tilt) * xc - band_d - 8.0
+    if room < THICKNESS_RANGE_MM[0] or xc < 10.0:
+        raise InputError(None, f"a {2 * xc:.0f} mm wide, {depth:.0f} mm deep image cannot hold the phantom")
+    thickness = rng.uniform(THICKNESS_RANGE_MM[0], min(THICKNESS_RANGE_MM[1], room))
+    deep = _deep_line(superficial, math.tan(tilt_d), xc, thickness)
+    theta = math.radians(rng.uniform(*PENNATION_RANGE_DEG))
+    psi = tilt_d - rng.choice([-1.0, 1.0]) * theta  # either lateral direction rises toward L_s
+    return _Geometry(dermis, fat_bottom, band_s, band_d, superficial, deep, theta, psi)
+
+
+def _tissue_map(
+    x: np.ndarray, y: np.ndarray, g: _Geometry, bands: np.ndarray, rng: np.random.Generator, spacing: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Echogenicity from the skin down, and the offsets of the muscle's fascicle lines (see ``_striations``)."""
+    echo = np.where(y < g.dermis, _DERMIS, _FAT).astype(np.float32)
+    echo = np.maximum(echo, _septa(x, y, g.dermis, g.fat_bottom, rng))
+    offsets, striations = _striations(x, y, g.psi, rng, spacing)
+    muscle = (y >= g.superficial.y(x)) & (y < g.deep.y(x))
+    echo[muscle] = (_MUSCLE * _slow_field(x.shape, rng, spacing, 0.25) + _PERIMYSIUM * striations)[muscle]
+    # a deeper muscle with its own, fainter fascicles
+    floor = g.deep.y(x) + g.band_d
+    deeper_psi = math.atan(g.deep.b) - rng.choice([-1.0, 1.0]) * math.radians(rng.uniform(5.0, 25.0))
+    _, deeper_striations = _striations(x, y, deeper_psi, rng, spacing)
+    below = y >= floor
+    echo[below] = (
+        _MUSCLE * _slow_field(x.shape, rng, spacing, 0.25) + 0.7 * _PERIMYSIUM * deeper_striations
+    )[below]
+    echo[bands] = (_APONEUROSIS * rng.uniform(0.55, 1.0) * _slow_field(x.shape, rng, spacing, 0.15))[bands]
+    if rng.random() < 0.6:
+        echo = _bone(echo, x, y, floor, rng, spacing)
+    return echo, offsets
+
+
+def _deep_line(superficial: Line, slope: float, xc: float, thickness: float) -> Line:
+    """``L_d`` with the given slope whose normal at the lateral centre meets ``L_s`` after ``thickness`` mm."""
+    r = math.hypot(1.0, slope)
+    # P = (xc, y_p) on L_d; P + thickness·(slope, -1)/r lies on L_s
+    y_p = superficial.y(xc + thickness * slope / r) + thickness / r
+    return Line(y_p - slope * xc, slope)
+
+
+def _normal_distance(x: float, deep: Line, superficial: Line) -> float:
+    r = math.hypot(1.0, deep.b)
+    return float(abs(superficial.hit(np.array([x, deep.y(x)]), np.array([deep.b, -1.0]) / r)))
+
+
+def _slow_field(shape: tuple[int, ...], rng: np.random.Generator, spacing: float, depth: float) -> np.ndarray:
+    """Smooth multiplicative brightness variation ``1 ± depth`` on a ~5 mm scale (not geometry)."""
+    field = gaussian_filter(rng.standard_normal(shape), 5.0 / spacing, mode="wrap")
+    return (1.0 + depth * field / (field.std() + 1e-12)).clip(0.3, None).astype(np.float32)
+
+
+def _striations(
+    x: np.ndarray, y: np.ndarray, psi: float, rng: np.random.Generator, spacing: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Hyperechoic perimysium along parallel fascicles at direction ``psi``: thin, intermittent lines.
+
+    Returns the lines' offsets (mm, across the fascicle direction) and a [0, 1] brightness map.
+    """
+    across = -math.sin(psi) * x + math.cos(psi) * y
+    along = math.cos(psi) * x + math.sin(psi) * y
+    start = across.min() - 3.0
+    offsets = start + np.cumsum(rng.uniform(0.7, 2.5, size=int((across.max() - start) / 0.7) + 2))
+    nearest = np.clip(np.searchsorted(offsets, across), 1, len(offsets) - 1)
+    nearest = np.where(
+        np.abs(across - offsets[nearest - 1]) < np.abs(across - offsets[nearest]), nearest - 1, nearest
+    )
+    width = rng.uniform(0.12, 0.25, size=len(offsets))
+    strength = rng.uniform(0.15, 1.0, size=len(offsets))
+    # intermittency: each line fades in and out along its length on a few-mm scale
+    bins = np.floor((along - along.min()) / spacing).astype(int)
+    presence = gaussian_filter1d(rng.standard_normal((len(offsets), bins.max() + 1)), 2.0 / spacing, axis=1)
+    presence = np.clip(0.2 + 1.5 * presence / (presence.std() + 1e-12), 0.0, 1.0)
+    profile = np.exp(-0.5 * ((across - offsets[nearest]) / width[nearest]) ** 2)
+    return offsets, (strength[nearest] * presence[nearest, bins] * profile).astype(np.float32)
+
+
+def _septa(x: np.ndarray, y: np.ndarray, top: float, bottom: float, rng: np.random.Generator) -> np.ndarray:
+    """A few thin, wavy, broken connective-tissue septa running roughly along the skin inside the fat."""
+    echo = np.zeros(x.shape, dtype=np.float32)
+    for _ in range(rng.integers(1, 5)):
+        depth = rng.uniform(top + 0.5, max(top + 0.6, bottom - 0.5))
+        slope = math.tan(math.radians(rng.uniform(-8.0, 8.0)))
+        wave = rng.uniform(0.2, 0.8) * np.sin(
+            2 * math.pi * x / rng.uniform(8.0, 25.0) + rng.uniform(0, 2 * math.pi)
+        )
+        centre = depth + slope * (x - x.mean()) + wave
+        on = np.sin(2 * math.pi * x / rng.uniform(6.0, 15.0) + rng.uniform(0, 2 * math.pi)) > -0.3
+        echo = np.maximum(echo, _SEPTUM * on * np.exp(-0.5 * ((y - centre) / 0.15) ** 2))
+    return echo
+
+
+def _bone(
+    echo: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+    floor: np.ndarray,
+    rng: np.random.Generator,
+    spacing: float,
+) -> np.ndarray:
+    """A bright cortex, convex toward the skin, ≥ 4 mm below ``floor`` where it fits, with its acoustic shadow."""
+    bottom = y.max() - 2.0
+    top = floor.max() + 4.0
+    if top >= bottom:
+        return echo
+    surface = rng.uniform(top, bottom) + rng.uniform(0.0, 0.02) * (x - rng.uniform(x.min(), x.max())) ** 2
+    cortex = (y >= surface) & (y < surface + rng.uniform(0.8, 1.5))
+    echo = np.where(cortex, _BONE, echo)
+    return acoustic_shadow(echo, cortex, (spacing, spacing), attenuation_per_mm=4.0)
+
+
+def _annotate(
+    offsets: np.ndarray,
+    direction: np.ndarray,
+    superficial: Line,
+    deep: Line,
+    shape: tuple[int, int],
+    spacing: float,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, list[float]]:
+    """Strokes 5–25 mm long (some broken) on a few fascicles ≥ 3 mm apart; returns mask and their lengths."""
+    normal = np.array([-direction[1], direction[0]])
+    extent = (np.array(shape) - 1) * spacing
+    mask = np.zeros(shape, dtype=np.uint8)
+    lengths: list[float] = []
+    wanted = rng.integers(2, 7)
+    chosen: list[float] = []
+    for offset in rng.permutation(offsets):
+        if len(chosen) == wanted:
+            break
+        if any(abs(offset - other) < 3.0 for other in chosen):
+            continue
+        base = offset * normal
+        t_d, t_s = deep.hit(base, direction), superficial.hit(base, direction)
+        lo, hi = sorted((t_d, t_s))
+        lo, hi = lo + 1.0, hi - 1.0  # strokes stay clear of the aponeuroses
+        for axis in (0, 1):  # and inside the image
+            if abs(direction[axis]) > 1e-9:
+                bounds = sorted(
+                    ((0.0 - base[axis]) / direction[axis], (extent[axis] - base[axis]) / direction[axis])
+                )
+                lo, hi = max(lo, bounds[0]), min(hi, bounds[1])
+        if hi - lo < 5.0:
+            continue
+        stroke = rng.uniform(5.0, min(25.0, hi - lo))
+        start = rng.uniform(lo, hi - stroke)
+        _draw(mask, base, direction, _fragments(start, stroke, rng), spacing, wide=rng.random() < 0.5)
+        lengths.append(abs(t_s - t_d))
+        chosen.append(offset)
+    return mask, lengths
+
+
+def _fragments(start: float, length: float, rng: np.random.Generator) -> list[tuple[float, float]]:
+    """One stroke, or with probability 0.4 two or three pieces separated by 0.6–2 mm gaps."""
+    if rng.random() >= 0.4 or length < 10.0:
+        return [(start, start + length)]
+    cuts = np.sort(rng.uniform(start + 2.0, start + length - 2.0, size=rng.integers(1, 3)))
+    pieces, begin = [], start
+    for cut in cuts:
+        gap = rng.uniform(0.6, 2.0)
+        if cut - gap / 2 - begin > 2.0:
+            pieces.append((begin, cut - gap / 2))
+            begin = cut + gap / 2
+    return [*pieces, (begin, start + length)]
+
+
+def _draw(
+    mask: np.ndarray,
+    base: np.ndarray,
+    direction: np.ndarray,
+    pieces: list[tuple[float, float]],
+    spacing: float,
+    wide: bool,
+) -> None:
+    """Rasterise line pieces one pixel wide (two when ``wide``) by dense sampling along the line."""
+    for t0, t1 in pieces:
+        t = np.arange(t0, t1, spacing / 4)
+        points = np.rint((base[:, None] + direction[:, None] * t) / spacing).astype(int)
+        thin_axis = 1 if abs(direction[0]) >= abs(direction[1]) else 0  # thicken across the line
+        for shift in (0, 1) if wide else (0,):
+            shifted = points.copy()
+            shifted[thin_axis] += shift
+            keep = (shifted >= 0).all(0) & (shifted[0] < mask.shape[0]) & (shifted[1] < mask.shape[1])
+            mask[shifted[0, keep], shifted[1, keep]] = 1
+
+
+def _write_png(path: Path, array: np.ndarray) -> None:
+    """8-bit greyscale PNG of an ``(X, Y)`` array: PIL's rows are Y, so it gets the transpose."""
+    image = Image.fromarray(np.ascontiguousarray(array.T.astype(np.uint8)))
+    atomic_write_with(path, lambda p: image.save(p, format="PNG"))
+
+
+def _split(entries: list[dict]) -> dict[str, list[dict]]:
+    """~70/15/15 training/validation/test in case order (cases are i.i.d.); ≥ 1 each from n ≥ 3."""
+    n = len(entries)
+    n_val, n_test = (max(1, round(f * n)) if n >= 3 else 0 for f in SPLIT_FRACTIONS)
+    n_train = n - n_val - n_test
+    return {
+        "training": entries[:n_train],
+        "validation": entries[n_train : n_train + n_val],
+        "test": entries[n_train + n_val :],
+    }
