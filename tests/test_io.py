@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from sonomuscle.io import atomic_write_json, atomic_write_text, atomic_write_with
+from sonomuscle.io import atomic_write_json, atomic_write_rows, atomic_write_text, atomic_write_with
 
 
 def test_json_holds_numpy_values(tmp_path):
@@ -38,3 +38,10 @@ def test_temporary_name_keeps_double_extension(tmp_path):
 def test_published_file_is_readable_by_others(tmp_path):
     target = atomic_write_text(tmp_path / "a.txt", "x")
     assert target.stat().st_mode & 0o044 == 0o044
+
+
+def test_rows_table_takes_every_column_in_first_seen_order(tmp_path):
+    target = atomic_write_rows(
+        tmp_path / "rows.csv", [{"case": "a", "dice": 0.5}, {"case": "b", "error": "bad"}]
+    )
+    assert target.read_text().splitlines() == ["case,dice,error", "a,0.5,", "b,,bad"]

@@ -60,33 +60,47 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder of masks, stored under KEY (default 'label'); repeat for several label kinds",
     )
     p.add_argument("--out", type=Path, required=True, help="datalist JSON to write")
-    p.add_argument("--val-fraction", type=float, default=0.2)
-    p.add_argument("--test-fraction", type=float, default=0.0)
+    p.add_argument("--val-fraction", type=float, default=0.2, help="share of subjects for validation")
+    p.add_argument("--test-fraction", type=float, default=0.0, help="share of subjects held out as test")
     p.add_argument("--folds", type=int, default=None, help="also assign K cross-validation folds")
     p.add_argument(
         "--group-by", default=None, metavar="REGEX", help="regex whose first group names the subject"
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the split")
     p.add_argument(
         "--spacing", type=float, default=None, metavar="MM", help="pixel spacing for files without one"
     )
 
     p = sub.add_parser("synth", help="write synthetic ultrasound phantoms with exact ground truth")
-    p.add_argument("--task", choices=PHANTOM_TASKS, required=True)
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--n", type=int, default=20)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--task", choices=PHANTOM_TASKS, required=True, help="which phantoms")
+    p.add_argument(
+        "--out", type=Path, required=True, help="folder to write (images, labels, truth, datalist)"
+    )
+    p.add_argument("--n", type=int, default=20, help="number of cases")
+    p.add_argument("--seed", type=int, default=0, help="same seed, same phantoms")
 
     p = sub.add_parser("evaluate", help="batch evaluation of predicted masks against references")
-    p.add_argument("--pred", type=Path, required=True)
-    p.add_argument("--ref", type=Path, required=True)
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--labels", type=_label_value_arg, action="append", default=None, metavar="NAME=VALUE")
-    p.add_argument("--measures", type=_measures_arg, default=list(EVALUATION_MEASURES))
-    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--pred", type=Path, required=True, help="folder of predicted masks")
+    p.add_argument("--ref", type=Path, required=True, help="folder of reference masks (paired by name)")
+    p.add_argument("--out", type=Path, required=True, help="report folder")
+    p.add_argument(
+        "--labels",
+        type=_label_value_arg,
+        action="append",
+        default=None,
+        metavar="NAME=VALUE",
+        help="structure name and its label value; repeat (default: every value found)",
+    )
+    p.add_argument(
+        "--measures",
+        type=_measures_arg,
+        default=list(EVALUATION_MEASURES),
+        help=f"comma-separated subset of {','.join(EVALUATION_MEASURES)}",
+    )
+    p.add_argument("--workers", type=int, default=1, help="parallel processes")
 
     p = sub.add_parser("demo", help="phantoms → train → evaluate → report, end to end on this machine")
-    p.add_argument("--out", type=Path, default=Path("demo_out"))
+    p.add_argument("--out", type=Path, default=Path("demo_out"), help="folder for phantoms, model, report")
     p.add_argument("--n", type=int, default=None, help="number of phantoms (default: the demo's own)")
     p.add_argument("--epochs", type=int, default=None, help="training epochs (default: the demo's own)")
     p.add_argument("--seed", type=int, default=0)

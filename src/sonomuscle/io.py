@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -39,6 +41,16 @@ def atomic_write_text(target: str | os.PathLike, text: str) -> Path:
 
 def atomic_write_json(target: str | os.PathLike, obj: Any) -> Path:
     return atomic_write_text(target, json.dumps(obj, indent=2, default=_json_default) + "\n")
+
+
+def atomic_write_rows(target: str | os.PathLike, rows: Sequence[Mapping[str, Any]]) -> Path:
+    """A CSV table of ``rows`` (columns in order of first appearance; a missing value is left empty)."""
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return atomic_write_text(target, buffer.getvalue())
 
 
 def atomic_write_with(target: str | os.PathLike, write: Callable[[Path], None]) -> Path:

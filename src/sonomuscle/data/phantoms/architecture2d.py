@@ -24,6 +24,7 @@ from PIL import Image
 from scipy.ndimage import gaussian_filter, gaussian_filter1d
 from tqdm import tqdm
 
+from sonomuscle.data.phantoms.dataset import split_cases
 from sonomuscle.data.phantoms.physics import acoustic_shadow, simulate_bmode
 from sonomuscle.errors import InputError
 from sonomuscle.io import atomic_write_json, atomic_write_with
@@ -41,11 +42,29 @@ PENNATION_RANGE_DEG = (10.0, 30.0)
 MAX_TILT_DEG = 4.0
 MAX_CONVERGENCE_DEG = 3.0
 BAND_RANGE_MM = (0.6, 1.5)
-SPLIT_FRACTIONS = (0.15, 0.15)  # validation, test; the rest trains
 
 # backscatter amplitude of each tissue relative to the display's reference level (physics.simulate_bmode);
 # tuned so aponeurosis and muscle grey levels sit near the real DL_Track images' medians
-_DERMIS, _FAT, _SEPTUM, _APONEUROSIS, _MUSCLE, _PERIMYSIUM, _BONE = 0.1, 0.015, 0.08, 0.2, 0.02, 0.07, 0.3
+_DERMIS, _FAT, _SEPTUM, _APONEUROSIS, _MUSCLE, _PERIMYSIUM, _BONE = 0.1, 0.015, 0.08, 0.2, 0.02, 0.16, 0.3
+_MIN_TRACED_VISIBILITY = 0.3  # an annotator does not trace a fascicle fainter than this along its stroke
+
+
+@dataclass(frozen=True)
+class FascicleLines:
+    """The muscle's parallel fascicle lines: where they run and how visible they are along their length."""
+
+    offsets: np.ndarray  # (n,) mm, across the fascicle direction
+    strength: np.ndarray  # (n,) peak brightness in [0, 1]
+    presence: np.ndarray  # (n, bins) visibility in [0, 1] along each line, one bin per pixel spacing
+    along_start: float  # mm, the along-line coordinate of bin 0
+
+    def visibility(self, line: int, t: np.ndarray, spacing: float) -> np.ndarray:
+        """Brightness of line ``line`` at along-line positions ``t`` (mm); 0 off the sampled range."""
+        bins = np.floor((t - self.along_start) / spacing).astype(int)
+        inside = (bins >= 0) & (bins < self.presence.shape[1])
+        return np.where(
+            inside, self.strength[line] * self.presence[line, bins.clip(0, self.presence.shape[1] - 1)], 0.0
+        )
 
 
 @dataclass(frozen=True)
@@ -99,9 +118,9 @@ def make_phantom(
     in_deep_band = (y >= g.deep.y(x)) & (y < g.deep.y(x) + g.band_d)
     bands = in_superficial_band | in_deep_band
 
-    echo, offsets = _tissue_map(x, y, g, bands, rng, spacing)
+    echo, lines = _tissue_map(x, y, g, bands, rng, spacing)
     direction = np.array([math.cos(g.psi), math.sin(g.psi)])
-    fascicle, lengths = _annotate(offsets, direction, g.superficial, g.deep, shape, spacing, rng)
+    fascicle, lengths = _annotate(lines, direction, g.superficial, g.deep, shape, spacing, rng)
     image = simulate_bmode(
         echo,
         (spacing, spacing),
@@ -153,7 +172,7 @@ def write_dataset(out: str | Path, n: int, seed: int) -> Path:
     atomic_write_with(
         out / "truth.csv", lambda p: pd.DataFrame(rows, columns=TRUTH_COLUMNS).to_csv(p, index=False)
     )
-    return atomic_write_json(out / "datalist.json", _split(entries))
+    return atomic_write_json(out / "datalist.json", split_cases(entries))
 
 
 def _draw_geometry(rng: np.random.Generator, xc: float, depth: float) -> _Geometry:
@@ -180,11 +199,11 @@ def _draw_geometry(rng: np.random.Generator, xc: float, depth: float) -> _Geomet
 
 def _tissue_map(
     x: np.ndarray, y: np.ndarray, g: _Geometry, bands: np.ndarray, rng: np.random.Generator, spacing: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """Echogenicity from the skin down, and the offsets of the muscle's fascicle lines (see ``_striations``)."""
+) -> tuple[np.ndarray, FascicleLines]:
+    """Echogenicity from the skin down, and the muscle's fascicle lines (see ``_striations``)."""
     echo = np.where(y < g.dermis, _DERMIS, _FAT).astype(np.float32)
     echo = np.maximum(echo, _septa(x, y, g.dermis, g.fat_bottom, rng))
-    offsets, striations = _striations(x, y, g.psi, rng, spacing)
+    lines, striations = _striations(x, y, g.psi, rng, spacing)
     muscle = (y >= g.superficial.y(x)) & (y < g.deep.y(x))
     echo[muscle] = (_MUSCLE * _slow_field(x.shape, rng, spacing, 0.25) + _PERIMYSIUM * striations)[muscle]
     # a deeper muscle with its own, fainter fascicles
@@ -198,7 +217,7 @@ def _tissue_map(
     echo[bands] = (_APONEUROSIS * rng.uniform(0.55, 1.0) * _slow_field(x.shape, rng, spacing, 0.15))[bands]
     if rng.random() < 0.6:
         echo = _bone(echo, x, y, floor, rng, spacing)
-    return echo, offsets
+    return echo, lines
 
 
 def _deep_line(superficial: Line, slope: float, xc: float, thickness: float) -> Line:
@@ -222,10 +241,10 @@ def _slow_field(shape: tuple[int, ...], rng: np.random.Generator, spacing: float
 
 def _striations(
     x: np.ndarray, y: np.ndarray, psi: float, rng: np.random.Generator, spacing: float
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[FascicleLines, np.ndarray]:
     """Hyperechoic perimysium along parallel fascicles at direction ``psi``: thin, intermittent lines.
 
-    Returns the lines' offsets (mm, across the fascicle direction) and a [0, 1] brightness map.
+    Returns the lines (offsets and visibility) and a [0, 1] brightness map.
     """
     across = -math.sin(psi) * x + math.cos(psi) * y
     along = math.cos(psi) * x + math.sin(psi) * y
@@ -242,7 +261,8 @@ def _striations(
     presence = gaussian_filter1d(rng.standard_normal((len(offsets), bins.max() + 1)), 2.0 / spacing, axis=1)
     presence = np.clip(0.2 + 1.5 * presence / (presence.std() + 1e-12), 0.0, 1.0)
     profile = np.exp(-0.5 * ((across - offsets[nearest]) / width[nearest]) ** 2)
-    return offsets, (strength[nearest] * presence[nearest, bins] * profile).astype(np.float32)
+    brightness = (strength[nearest] * presence[nearest, bins] * profile).astype(np.float32)
+    return FascicleLines(offsets, strength, presence, float(along.min())), brightness
 
 
 def _septa(x: np.ndarray, y: np.ndarray, top: float, bottom: float, rng: np.random.Generator) -> np.ndarray:
@@ -280,7 +300,7 @@ def _bone(
 
 
 def _annotate(
-    offsets: np.ndarray,
+    lines: FascicleLines,
     direction: np.ndarray,
     superficial: Line,
     deep: Line,
@@ -288,14 +308,20 @@ def _annotate(
     spacing: float,
     rng: np.random.Generator,
 ) -> tuple[np.ndarray, list[float]]:
-    """Strokes 5–25 mm long (some broken) on a few fascicles ≥ 3 mm apart; returns mask and their lengths."""
+    """Strokes 5–25 mm long (some broken) on a few clearly visible fascicles ≥ 3 mm apart.
+
+    Like a human annotator: the brightest lines first, each traced over its most visible stretch, and a
+    line too faint there (mean visibility < ``_MIN_TRACED_VISIBILITY``) is passed over. Returns the mask
+    and the chosen fascicles' full lengths between the aponeuroses.
+    """
     normal = np.array([-direction[1], direction[0]])
     extent = (np.array(shape) - 1) * spacing
     mask = np.zeros(shape, dtype=np.uint8)
     lengths: list[float] = []
     wanted = rng.integers(2, 7)
     chosen: list[float] = []
-    for offset in rng.permutation(offsets):
+    for line in np.argsort(-(lines.strength + rng.uniform(0.0, 0.2, size=len(lines.strength)))):
+        offset = lines.offsets[line]
         if len(chosen) == wanted:
             break
         if any(abs(offset - other) < 3.0 for other in chosen):
@@ -313,11 +339,25 @@ def _annotate(
         if hi - lo < 5.0:
             continue
         stroke = rng.uniform(5.0, min(25.0, hi - lo))
-        start = rng.uniform(lo, hi - stroke)
+        start, visibility = _most_visible_stretch(lines, line, lo, hi, stroke, spacing)
+        if visibility < _MIN_TRACED_VISIBILITY:
+            continue
         _draw(mask, base, direction, _fragments(start, stroke, rng), spacing, wide=rng.random() < 0.5)
         lengths.append(abs(t_s - t_d))
         chosen.append(offset)
     return mask, lengths
+
+
+def _most_visible_stretch(
+    lines: FascicleLines, line: int, lo: float, hi: float, length: float, spacing: float
+) -> tuple[float, float]:
+    """Start (mm along the line) of the ``length``-mm window in ``[lo, hi]`` with the highest mean visibility."""
+    t = np.arange(lo, hi, spacing)
+    window = min(max(1, round(length / spacing)), len(t))
+    cumulative = np.concatenate([[0.0], np.cumsum(lines.visibility(line, t, spacing))])
+    means = (cumulative[window:] - cumulative[:-window]) / window
+    best = int(np.argmax(means))
+    return float(t[best]), float(means[best])
 
 
 def _fragments(start: float, length: float, rng: np.random.Generator) -> list[tuple[float, float]]:
@@ -358,15 +398,3 @@ def _write_png(path: Path, array: np.ndarray) -> None:
     """8-bit greyscale PNG of an ``(X, Y)`` array: PIL's rows are Y, so it gets the transpose."""
     image = Image.fromarray(np.ascontiguousarray(array.T.astype(np.uint8)))
     atomic_write_with(path, lambda p: image.save(p, format="PNG"))
-
-
-def _split(entries: list[dict]) -> dict[str, list[dict]]:
-    """~70/15/15 training/validation/test in case order (cases are i.i.d.); ≥ 1 each from n ≥ 3."""
-    n = len(entries)
-    n_val, n_test = (max(1, round(f * n)) if n >= 3 else 0 for f in SPLIT_FRACTIONS)
-    n_train = n - n_val - n_test
-    return {
-        "training": entries[:n_train],
-        "validation": entries[n_train : n_train + n_val],
-        "test": entries[n_train + n_val :],
-    }

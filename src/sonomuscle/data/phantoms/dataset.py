@@ -1,0 +1,72 @@
+"""What every phantom dataset shares: the case record, the training/validation/test split, the NIfTI writer."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import NamedTuple
+
+import nibabel as nib
+import numpy as np
+from tqdm import tqdm
+
+from sonomuscle.io import atomic_write_json, atomic_write_rows, atomic_write_with
+
+SPLIT_FRACTIONS = (0.15, 0.15)  # validation, test; the rest trains
+
+
+class Case(NamedTuple):
+    """One synthetic volume: B-mode (X, Y, Z) in [0, 1], integer label map, and its exact truth row."""
+
+    image: np.ndarray
+    label: np.ndarray
+    truth: dict[str, float]
+
+
+def write_volume_dataset(
+    out: str | Path,
+    n: int,
+    seed: int,
+    make: Callable[[np.random.Generator], Case],
+    spacing: tuple[float, float, float],
+    desc: str,
+) -> Path:
+    """Write ``images/``, ``labels/`` (NIfTI, spacing in the affine), ``truth.csv`` and ``datalist.json``.
+
+    Case ``i`` draws from ``default_rng([seed, i])``, so a case does not change when ``n`` does.
+    """
+    out = Path(out)
+    affine = np.diag([*spacing, 1.0])
+    rows = []
+    for i in tqdm(range(n), desc=desc, unit="case"):
+        name = f"case_{i:03d}"
+        case = make(np.random.default_rng([seed, i]))
+        image = np.round(np.clip(case.image, 0, 1) * 255).astype(np.uint8)
+        for folder, volume in (("images", image), ("labels", case.label)):
+            img = nib.Nifti1Image(volume, affine)
+            img.header.set_xyzt_units("mm")
+            atomic_write_with(out / folder / f"{name}.nii.gz", lambda p, img=img: nib.save(img, p))
+        rows.append({"case": name, **case.truth})
+
+    atomic_write_rows(out / "truth.csv", rows)
+    return atomic_write_json(out / "datalist.json", split_cases([_volume_entry(r["case"]) for r in rows]))
+
+
+def split_cases(entries: list[dict]) -> dict[str, list[dict]]:
+    """~70/15/15 training/validation/test in case order (cases are i.i.d.); ≥ 1 each from n ≥ 3.
+
+    The test split gets at least 3 cases once n ≥ 12: agreement statistics need 3 pairs.
+    """
+    n = len(entries)
+    n_val, n_test = (max(1, round(f * n)) if n >= 3 else 0 for f in SPLIT_FRACTIONS)
+    n_test = max(n_test, 3) if n >= 12 else n_test
+    n_train = n - n_val - n_test
+    return {
+        "training": entries[:n_train],
+        "validation": entries[n_train : n_train + n_val],
+        "test": entries[n_train + n_val :],
+    }
+
+
+def _volume_entry(name: str) -> dict[str, str]:
+    return {"image": f"images/{name}.nii.gz", "label": f"labels/{name}.nii.gz"}

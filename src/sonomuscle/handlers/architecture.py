@@ -1,0 +1,112 @@
+"""Ignite handler that turns predicted aponeurosis/fascicle masks into a muscle-architecture CSV.
+
+One row per image (thickness, pennation angle, fascicle length in mm when the image's spacing is known,
+px otherwise), rewritten atomically after every iteration so the rows kept so far survive a crash. An
+image whose masks cannot be measured is recorded with its reason and skipped; the run goes on. With a
+``reference_key`` (evaluation), the same measures are taken on the reference masks and the differences
+(model − reference) are added to the row. ``overlay_dir`` adds a colour overlay PNG per image.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from monai.data import MetaTensor
+from PIL import Image
+
+from sonomuscle.data.readers import load_image, stem_of
+from sonomuscle.errors import InputError
+from sonomuscle.handlers.volumetric import spacing_of
+from sonomuscle.io import atomic_write_rows, atomic_write_with
+from sonomuscle.measures.architecture import measure_architecture
+
+MEASURES = ("thickness", "thickness_mean", "pennation_angle", "fascicle_length", "n_fascicles")
+# overlay colours (RGB) for channel 0 (aponeurosis) and channel 1 (fascicle)
+COLOURS = ((255, 64, 64), (64, 255, 64))
+
+
+class ArchitectureMeasurements:
+    """After each iteration, measure every case's channel-first 2-channel binary ``pred_key`` and save the CSV."""
+
+    def __init__(
+        self,
+        output_dir: str | os.PathLike,
+        filename: str = "measurements.csv",
+        pred_key: str = "pred",
+        reference_key: str | None = None,
+        overlay_dir: str | os.PathLike | None = None,
+    ) -> None:
+        self.path = Path(output_dir) / filename
+        self.pred_key = pred_key
+        self.reference_key = reference_key
+        self.overlay_dir = None if overlay_dir is None else Path(overlay_dir)
+        self.rows: list[dict] = []
+        self.logger = logging.getLogger(__name__)
+
+    def attach(self, engine) -> None:
+        from ignite.engine import Events
+
+        engine.add_event_handler(Events.STARTED, lambda _: self.rows.clear())
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self)
+
+    def __call__(self, engine) -> None:
+        for case in engine.state.output:
+            reference = case[self.reference_key] if self.reference_key else None
+            self.rows.append(self.measure(case[self.pred_key], reference))
+        atomic_write_rows(self.path, self.rows)
+
+    def measure(self, pred: torch.Tensor, reference: torch.Tensor | None = None) -> dict:
+        """One CSV row for one case; NaNs and an ``error`` when the masks cannot be measured."""
+        source = str(pred.meta.get("filename_or_obj", "")) if isinstance(pred, MetaTensor) else ""
+        row: dict = {"image": source}
+        spacing = _known_spacing(pred)
+        try:
+            row.update(_measures(pred, spacing))
+            if reference is not None:
+                ref = _measures(reference, spacing)
+                row.update({f"ref_{k}": v for k, v in ref.items()})
+                row.update({f"error_{k}": row[k] - ref[k] for k in MEASURES})
+        except InputError as err:
+            self.logger.warning("not measured: %s", err)
+            return {**row, **{k: math.nan for k in MEASURES}, "error": str(err)}
+        row["error"] = ""
+        if self.overlay_dir is not None and source:
+            try:
+                self._save_overlay(Path(source), pred)
+            except InputError as err:  # the measures stand; only the picture is missing
+                self.logger.warning("no overlay: %s", err)
+                row["error"] = f"no overlay: {err}"
+        return row
+
+    def _save_overlay(self, source: Path, pred: torch.Tensor) -> None:
+        grey, _ = load_image(source)
+        grey = np.asarray(grey, dtype=np.float32)
+        grey = (grey - grey.min()) / max(float(np.ptp(grey)), 1e-6) * 255
+        rgb = np.repeat(grey[..., None], 3, axis=-1)
+        masks = np.asarray(pred.detach().cpu()) > 0.5
+        for mask, colour in zip(masks, COLOURS, strict=False):
+            rgb[mask] = 0.4 * rgb[mask] + 0.6 * np.asarray(colour)
+        picture = Image.fromarray(rgb.astype(np.uint8).transpose(1, 0, 2))  # (X, Y) → rows = depth
+        atomic_write_with(
+            self.overlay_dir / f"{stem_of(source)}_overlay.png", lambda p: picture.save(p, "PNG")
+        )
+
+
+def _known_spacing(tensor: torch.Tensor) -> tuple[float, float] | None:
+    """Spacing in mm when the file or datalist calibrated it; None (measures in px) otherwise."""
+    if isinstance(tensor, MetaTensor) and tensor.meta.get("spacing_known", False):
+        return spacing_of(tensor)
+    return None
+
+
+def _measures(masks: torch.Tensor, spacing: tuple[float, float] | None) -> dict:
+    """Architecture measures of a ``(2, X, Y)`` aponeurosis/fascicle mask pair."""
+    masks = np.asarray(masks.detach().cpu()) > 0.5
+    result = measure_architecture(masks[0].astype(np.uint8), masks[1].astype(np.uint8), spacing)
+    row = result.as_row()
+    return {**{k: row[k] for k in MEASURES}, "units": row["units"], "qc": row["qc"]}

@@ -1,0 +1,119 @@
+"""Ignite handlers for volumetric bundles: surface distances in mm, and per-case volume/thickness measurements.
+
+MONAI's ``HausdorffDistance`` / ``SurfaceDistance`` handlers call their metric without a spacing, so they
+report voxels. ``PhysicalDistance`` passes each case's spacing, read from its MetaTensor affine.
+``VolumeMeasurements`` turns each predicted label map into the numbers a study reports (volume per class,
+wall thickness) and saves the thickness map beside the mask, with the same affine.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import torch
+from monai.data import MetaTensor
+from monai.handlers import IgniteMetricHandler, from_engine
+from monai.metrics import CumulativeIterationMetric
+
+from sonomuscle.data.readers import stem_of
+from sonomuscle.io import atomic_write_rows, atomic_write_with
+from sonomuscle.measures.area import volume
+from sonomuscle.measures.thickness import local_thickness
+
+
+def spacing_of(tensor: torch.Tensor) -> tuple[float, ...] | None:
+    """Voxel spacing (mm) of a channel-first MetaTensor, or None for a plain tensor (distances in voxels)."""
+    if not isinstance(tensor, MetaTensor):
+        return None
+    return tuple(float(s) for s in np.asarray(tensor.pixdim).reshape(-1)[: tensor.ndim - 1])
+
+
+_PRED_AND_LABEL = from_engine(["pred", "label"])
+
+
+class PhysicalDistance(IgniteMetricHandler):
+    """A surface-distance metric (``HausdorffDistanceMetric``, ``SurfaceDistanceMetric``) in mm, per case."""
+
+    def __init__(
+        self,
+        metric_fn: CumulativeIterationMetric,
+        output_transform: Callable = _PRED_AND_LABEL,
+        save_details: bool = True,
+    ) -> None:
+        super().__init__(metric_fn=metric_fn, output_transform=output_transform, save_details=save_details)
+
+    def update(self, output) -> None:
+        y_pred, y = output
+        # one call per case: cases in a batch may differ in spacing
+        for pred, label in zip(y_pred, y, strict=True):
+            self.metric_fn(pred[None], label[None], spacing=spacing_of(label))
+
+
+class VolumeMeasurements:
+    """After each iteration, append one row per case to ``output_dir/filename``; optionally save thickness maps.
+
+    ``labels`` maps class names to label values in the predicted map (channel-first, one channel, integer).
+    For ``thickness_label`` the local thickness (mm) is summarised and its map written to
+    ``output_dir/thickness/<case>.nii.gz`` with the prediction's affine.
+    """
+
+    def __init__(
+        self,
+        output_dir: str | os.PathLike,
+        labels: Mapping[str, int],
+        thickness_label: str | None = None,
+        filename: str = "measurements.csv",
+        pred_key: str = "pred",
+    ) -> None:
+        self.output_dir = Path(output_dir)
+        self.labels = dict(labels)
+        self.thickness_label = thickness_label
+        self.path = self.output_dir / filename
+        self.pred_key = pred_key
+        self.rows: list[dict] = []
+
+    def attach(self, engine) -> None:
+        from ignite.engine import Events
+
+        engine.add_event_handler(Events.STARTED, lambda _: self.rows.clear())
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self)
+
+    def __call__(self, engine) -> None:
+        for pred in from_engine([self.pred_key])(engine.state.output):
+            self.rows.append(self.measure(pred))
+        atomic_write_rows(self.path, self.rows)
+
+    def measure(self, pred: MetaTensor) -> dict:
+        """Measurements of one channel-first predicted label map."""
+        name = _case_name(pred)
+        label_map = np.asarray(pred.detach().cpu()[0]).round().astype(np.int16)
+        spacing = spacing_of(pred)
+        row: dict = {"case": name}
+        for label, value in self.labels.items():
+            row[f"{label}_volume_mm3"] = volume(label_map == value, spacing)
+        if self.thickness_label is not None:
+            # one local-thickness map serves both the summary and the saved map (NaN outside the wall)
+            thickness = local_thickness(label_map == self.labels[self.thickness_label], spacing)
+            inside = thickness[np.isfinite(thickness)]
+            for stat, fn in (("mean", np.mean), ("median", np.median)):
+                row[f"{self.thickness_label}_thickness_{stat}_mm"] = (
+                    float(fn(inside)) if inside.size else math.nan
+                )
+            thickness = np.nan_to_num(thickness, nan=0.0).astype(np.float32)
+            affine = np.asarray(pred.affine, dtype=float)
+            atomic_write_with(
+                self.output_dir / "thickness" / f"{name}.nii.gz",
+                lambda p: nib.save(nib.Nifti1Image(thickness, affine), p),
+            )
+        return row
+
+
+def _case_name(tensor: MetaTensor) -> str:
+    """The input file's name without its extensions (``case_000.nii.gz`` → ``case_000``)."""
+    source = tensor.meta.get("filename_or_obj", "case") if isinstance(tensor, MetaTensor) else "case"
+    return stem_of(str(source))

@@ -1,0 +1,48 @@
+"""Losses for partially annotated, multi-label segmentation of thin structures.
+
+Labels follow docs/CONVENTIONS.md: one channel per structure, 0/1, and ``-1`` where a structure was not
+annotated. ``PartialLabelDiceFocalLoss`` ignores ``-1`` pixels channel by channel: MONAI's ``MaskedDiceLoss``
+(per channel, batch-wise, so a structure covering 0.3 % of the pixels still has a full-weight Dice term)
+plus MONAI's sigmoid ``FocalLoss`` averaged over the annotated pixels only.
+
+Which pixel term keeps thin fascicles alive was measured, not assumed: on phantoms (42 training images,
+330 iterations) an unweighted focal term (γ = 2) and Dice alone both left the fascicle channel empty or
+everywhere (held-out fascicle Dice 0.00 / 0.01), while an ``alpha``-balanced cross-entropy (γ = 0,
+α = 0.98: a fascicle pixel weighs 49 background pixels) learned it (0.08 against the sparse annotation,
+aponeurosis Dice unchanged). The bundle sets those; the defaults here are the generic Dice + focal.
+"""
+
+from __future__ import annotations
+
+import torch
+from monai.losses import FocalLoss, MaskedDiceLoss
+from torch import nn
+
+
+class PartialLabelDiceFocalLoss(nn.Module):
+    """Masked Dice + masked sigmoid focal loss on logits ``(B, C, ...)``; targets 0/1 with ``-1`` ignored."""
+
+    def __init__(
+        self,
+        lambda_dice: float = 1.0,
+        lambda_focal: float = 1.0,
+        gamma: float = 2.0,
+        alpha: float | None = None,
+    ) -> None:
+        super().__init__()
+        self.lambda_dice = lambda_dice
+        self.lambda_focal = lambda_focal
+        self.dice = MaskedDiceLoss(sigmoid=True, batch=True, smooth_nr=1e-5, smooth_dr=1e-5)
+        self.focal = FocalLoss(gamma=gamma, alpha=alpha, use_softmax=False, reduction="none")
+
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        annotated = (target >= 0).to(input.dtype)
+        target = target.clamp(min=0).to(input.dtype)
+        dice_terms = [
+            self.dice(input[:, c : c + 1], target[:, c : c + 1], mask=annotated[:, c : c + 1])
+            for c in range(input.shape[1])
+            if annotated[:, c].any()
+        ]
+        dice = torch.stack(dice_terms).mean() if dice_terms else input.sum() * 0.0
+        focal = (self.focal(input, target) * annotated).sum() / annotated.sum().clamp(min=1.0)
+        return self.lambda_dice * dice + self.lambda_focal * focal

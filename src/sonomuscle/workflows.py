@@ -1,0 +1,63 @@
+"""Run the project's bundles the MONAI way (``python -m monai.bundle run``) and read back what they logged."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def bundle_dir(name: str) -> Path:
+    """The folder of bundle ``name``: ``$SONOMUSCLE_BUNDLES/<name>`` or the repository's ``bundles/<name>``."""
+    root = Path(os.environ.get("SONOMUSCLE_BUNDLES", REPO_ROOT / "bundles"))
+    path = root / name
+    if not (path / "configs").is_dir():
+        raise FileNotFoundError(
+            f"{path}: no bundle here (set SONOMUSCLE_BUNDLES to the folder holding bundles)"
+        )
+    return path
+
+
+def bundle_command(name: str, configs: str | Sequence[str], **overrides: object) -> list[str]:
+    """The ``python -m monai.bundle run`` command line for one or several config files of a bundle."""
+    root = bundle_dir(name)
+    names = [configs] if isinstance(configs, str) else list(configs)
+    files = [str(root / "configs" / f"{c}.json") for c in names]
+    command = [
+        sys.executable,
+        "-m",
+        "monai.bundle",
+        "run",
+        "--config_file",
+        files[0] if len(files) == 1 else repr(files),
+        "--meta_file",
+        str(root / "configs" / "metadata.json"),
+        "--logging_file",
+        str(root / "configs" / "logging.conf"),
+        "--bundle_root",
+        str(root),
+    ]
+    for key, value in overrides.items():
+        command += [f"--{key}", _override_text(value)]
+    return command
+
+
+def run_bundle(name: str, configs: str | Sequence[str], **overrides: object) -> None:
+    """Run a bundle workflow in a child process; its progress goes to this terminal; failure raises."""
+    command = bundle_command(name, configs, **overrides)
+    result = subprocess.run(command, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"bundle {name} {configs} failed (exit {result.returncode}): {' '.join(command)}")
+
+
+def _override_text(value: object) -> str:
+    """Command-line text that ``monai.bundle`` parses back into the same value."""
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, (list, tuple)):
+        return repr(list(value))
+    return str(value)

@@ -1,0 +1,152 @@
+"""muscle_architecture_2d honours the bundle contract and trains, resumes, infers and evaluates for real."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from monai.bundle import ConfigParser
+from PIL import Image
+
+from bundle_runs import bundle_run
+from sonomuscle.data.phantoms import write_phantom_dataset
+
+REPO = Path(__file__).resolve().parents[1]
+BUNDLE = REPO / "bundles" / "muscle_architecture_2d"
+CONFIGS = BUNDLE / "configs"
+# seconds on a CPU: small images, a narrow U-Net (three poolings still fit 64 px)
+TINY = {"spatial_size": [64, 64], "channels": [4, 8, 16, 32]}
+
+
+def _bundle_run(configs: list[str], check: bool = True, **overrides) -> subprocess.CompletedProcess:
+    names = [c.removesuffix(".json") for c in configs]
+    return bundle_run("muscle_architecture_2d", names, check=check, **{**TINY, **overrides})
+
+
+@pytest.fixture(scope="module")
+def datalist(tmp_path_factory) -> Path:
+    """Eight 256×256 phantoms (0.2 mm): six to train on, one to validate, one to test."""
+    return Path(write_phantom_dataset("architecture2d", tmp_path_factory.mktemp("phantoms"), 8, 0))
+
+
+@pytest.fixture(scope="module")
+def trained(datalist, tmp_path_factory) -> Path:
+    """One epoch of training; the output folder holds model.pt, the checkpoint and the curves."""
+    out = tmp_path_factory.mktemp("run")
+    _train(datalist, out, epochs=1)
+    return out
+
+
+def _train(datalist: Path, out: Path, epochs: int) -> subprocess.CompletedProcess:
+    return _bundle_run(
+        ["train.json"],
+        datalist=datalist,
+        output_dir=out,
+        model_path=out / "model.pt",
+        max_epochs=epochs,
+        val_interval=1,
+    )
+
+
+def test_metadata_matches_network():
+    meta = ConfigParser.load_config_file(CONFIGS / "metadata.json")["network_data_format"]
+    inference = ConfigParser.load_config_file(CONFIGS / "inference.json")
+    assert meta["outputs"]["pred"]["channel_def"] == {"0": "aponeurosis", "1": "fascicle"}
+    assert meta["outputs"]["pred"]["num_channels"] == inference["network_def"]["out_channels"] == 2
+    assert meta["inputs"]["image"]["spatial_shape"] == inference["spatial_size"]
+
+
+def test_train_writes_model_checkpoint_curves_and_resumes(datalist, trained):
+    assert (trained / "model.pt").is_file() and (trained / "checkpoints" / "checkpoint_epoch=1.pt").is_file()
+    curve = pd.read_csv(trained / "learning_curve.csv")
+    assert list(curve["epoch"]) == [1] and {"train_loss", "val_dice_aponeurosis", "val_hd95"} <= set(
+        curve.columns
+    )
+    assert len(pd.read_csv(trained / "val_hd95_raw.csv")) == 1  # per-image details of the one validation case
+
+    resumed = _train(datalist, trained, epochs=2)
+    assert "Restored all variables" in resumed.stdout + resumed.stderr
+    assert (trained / "checkpoints" / "checkpoint_epoch=2.pt").is_file()
+    assert list(pd.read_csv(trained / "learning_curve.csv")["epoch"]) == [1, 2]
+
+
+def test_inference_on_a_folder_without_labels(datalist, trained, tmp_path):
+    images = tmp_path / "new_images"
+    images.mkdir()
+    test_image = datalist.parent / json.loads(datalist.read_text())["test"][0]["image"]
+    (images / "scan.png").write_bytes(test_image.read_bytes())
+    (images / "broken.png").write_bytes(b"not a png")  # reported and skipped, not fatal
+    out = tmp_path / "pred"
+    _bundle_run(
+        ["inference.json"], input_dir=str(images), output_dir=str(out), model_path=str(trained / "model.pt")
+    )
+
+    original = np.asarray(Image.open(test_image))
+    for kind in ("aponeurosis", "fascicle"):
+        mask = np.asarray(Image.open(out / f"scan_{kind}.png"))
+        assert mask.shape == original.shape and set(np.unique(mask)) <= {0, 255}
+    assert (out / "scan_overlay.png").is_file() and not list(out.glob("broken*"))
+    rows = pd.read_csv(out / "measurements.csv")
+    assert len(rows) == 1 and rows.loc[0, "image"].endswith("scan.png")
+    assert rows.loc[0, "units"] == "px"  # a bare PNG has no spacing
+    assert {"thickness", "thickness_mean", "pennation_angle", "fascicle_length", "n_fascicles"} <= set(
+        rows.columns
+    )
+
+
+def test_evaluate_writes_per_image_metrics_measurement_errors_and_summary(datalist, trained, tmp_path):
+    out = tmp_path / "eval"
+    _bundle_run(
+        ["inference.json", "evaluate.json"],
+        datalist=str(datalist),
+        output_dir=str(out),
+        model_path=str(trained / "model.pt"),
+    )
+    details = pd.read_csv(out / "dice_aponeurosis_raw.csv")
+    assert len(details) == 1 and 0.0 <= details["mean"].iloc[0] <= 1.0
+    rows = pd.read_csv(out / "measurements.csv")
+    assert (
+        rows.loc[0, "units"] == "mm" and rows.loc[0, "ref_thickness"] > 5
+    )  # phantom muscles are > 5 mm thick
+    summary = json.loads((out / "summary.json").read_text())
+    assert {"mean_dice", "dice_aponeurosis", "dice_fascicle", "hd95"} <= set(summary["metrics"])
+    assert summary["n_images"] == 1
+
+
+def _write_png(path: Path, array: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array.astype(np.uint8)).save(path)
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("size_mismatch", "spatial shape"),
+        ("label_values", "outside"),
+        ("unreadable", "bad.png"),
+        ("no_datalist", "datalist not found"),
+    ],
+)
+def test_bad_input_fails_with_one_line_input_error(tmp_path, case, message):
+    _write_png(tmp_path / "img.png", np.full((48, 40), 100))
+    label = {"size_mismatch": np.zeros((40, 40)), "label_values": np.full((48, 40), 7)}.get(
+        case, np.zeros((48, 40))
+    )
+    _write_png(tmp_path / "apo.png", label)
+    entry = {"image": "img.png", "aponeurosis": "apo.png"}
+    if case == "unreadable":
+        (tmp_path / "bad.png").write_bytes(b"garbage")
+        entry["image"] = "bad.png"
+    datalist = tmp_path / "datalist.json"
+    if case != "no_datalist":
+        datalist.write_text(json.dumps({"training": [entry], "validation": [entry]}))
+    done = _bundle_run(
+        ["train.json"], check=False, datalist=str(datalist), output_dir=str(tmp_path / "out"), max_epochs=1
+    )
+    assert done.returncode != 0
+    errors = [line for line in (done.stdout + done.stderr).splitlines() if "InputError" in line]
+    assert errors and message in errors[-1], (done.stdout + done.stderr)[-2000:]
