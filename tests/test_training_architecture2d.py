@@ -19,7 +19,7 @@ from sonomuscle.data.phantoms import write_phantom_dataset
 BUNDLE = "muscle_architecture_2d"
 # the bar on phantoms
 PHANTOM_MIN_DICE = 0.85
-# real DL_Track aponeuroses, 60 training images, 20 epochs at 256×256: measured 0.75 on the 20 held-out
+# real DL_Track aponeuroses, 60 training images, 20 epochs at 256×256: measured 0.73 on the 20 held-out
 # images; the mean training mask, as a no-image baseline, scores 0.11. The margin covers other CPUs.
 REAL_MIN_DICE = 0.65
 
@@ -36,7 +36,7 @@ def test_phantom_training_reaches_held_out_aponeurosis_dice(tmp_path):
     start = time.monotonic()
     datalist = Path(write_phantom_dataset("architecture2d", tmp_path / "phantoms", 40, 1))
     summary = _train_and_evaluate(
-        datalist, tmp_path / "run", max_epochs=30, spatial_size=[128, 128], learning_rate=0.005
+        datalist, tmp_path / "run", max_epochs=40, spatial_size=[128, 128], learning_rate=0.005
     )
     metrics = summary["metrics"]
     print(f"phantoms: {metrics} in {time.monotonic() - start:.0f} s")  # fascicle Dice reported, not gated
