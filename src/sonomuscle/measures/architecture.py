@@ -23,6 +23,7 @@ from skimage.measure import label, regionprops
 from skimage.morphology import skeletonize
 
 from sonomuscle.errors import InputError
+from sonomuscle.measures.spacing import checked_spacing
 
 # plausible angle between a fascicle and the deep aponeurosis (degrees)
 ANGLE_RANGE_DEG = (2.0, 60.0)
@@ -90,7 +91,7 @@ def measure_architecture(
     aponeurosis: np.ndarray, fascicle: np.ndarray | None, spacing: tuple[float, float] | None
 ) -> ArchitectureResult:
     """Thickness, pennation angle and fascicle length from (X, Y) masks; no fascicle mask → thickness only."""
-    step = _checked_spacing(spacing)
+    step = checked_spacing(spacing, 2)
     apo = _checked_mask(aponeurosis, "aponeurosis")
     qc: list[str] = []
     superficial, deep, shared_columns = _aponeurosis_lines(apo, step, qc)
@@ -118,13 +119,6 @@ def measure_architecture(
         units="px" if spacing is None else "mm",
         qc=qc,
     )
-
-
-def _checked_spacing(spacing: tuple[float, float] | None) -> np.ndarray:
-    step = np.ones(2) if spacing is None else np.asarray(spacing, dtype=float)
-    if step.shape != (2,) or not (step > 0).all():
-        raise InputError(None, f"spacing {spacing} is not two positive numbers (x, y) in mm")
-    return step
 
 
 def _checked_mask(mask: np.ndarray, name: str) -> np.ndarray:

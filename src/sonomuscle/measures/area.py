@@ -11,16 +11,13 @@ import math
 import numpy as np
 
 from sonomuscle.errors import InputError
+from sonomuscle.measures.spacing import checked_spacing
 
 
 def _element_size(mask: np.ndarray, spacing: tuple[float, ...] | None, ndim: int) -> float:
     if mask.ndim != ndim:
         raise InputError(None, f"expected a {ndim}D mask, got shape {mask.shape}")
-    if spacing is None:
-        return 1.0
-    if len(spacing) != ndim or not all(s > 0 for s in spacing):
-        raise InputError(None, f"spacing {tuple(spacing)} does not fit a {ndim}D mask")
-    return math.prod(float(s) for s in spacing)
+    return float(np.prod(checked_spacing(spacing, ndim)))
 
 
 def area(mask: np.ndarray, spacing: tuple[float, float] | None) -> float:

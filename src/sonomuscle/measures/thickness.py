@@ -16,6 +16,7 @@ import numpy as np
 from scipy.ndimage import distance_transform_edt
 
 from sonomuscle.errors import InputError
+from sonomuscle.measures.spacing import checked_spacing
 
 # centres painted per ``np.maximum.at`` call: bounds the memory of one (centres × stencil) index block
 _CHUNK_ELEMENTS = 4_000_000
@@ -62,10 +63,7 @@ def _checked(mask: np.ndarray, spacing: tuple[float, ...] | None) -> tuple[np.nd
     mask = np.asarray(mask)
     if mask.ndim not in (2, 3):
         raise InputError(None, f"local thickness needs a 2D or 3D mask, got shape {mask.shape}")
-    step = np.ones(mask.ndim) if spacing is None else np.asarray(spacing, dtype=float)
-    if step.shape != (mask.ndim,) or not (step > 0).all():
-        raise InputError(None, f"spacing {spacing} does not fit a {mask.ndim}D mask")
-    return mask.astype(bool), step
+    return mask.astype(bool), checked_spacing(spacing, mask.ndim)
 
 
 def _neighbour_offsets(ndim: int) -> np.ndarray:
