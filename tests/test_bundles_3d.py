@@ -68,7 +68,7 @@ def test_train_resume_infer_evaluate(bundle, phantoms, tmp_path):
     log = _bundle_run(bundle, ["train"], max_epochs=2, val_interval=1, **common)
     assert "Restored all variables" in log and (out / "checkpoints" / "checkpoint_epoch=2.pt").is_file()
 
-    _bundle_run(bundle, ["inference", "evaluate"], **common)
+    _bundle_run(bundle, ["train", "evaluate"], **common)  # the Model Zoo way: evaluate.json over train.json
     test_cases = json.loads((data / "datalist.json").read_text())["test"]
     measurements = pd.read_csv(out / "measurements.csv")
     assert len(measurements) == len(test_cases)

@@ -36,9 +36,21 @@ def test_evaluate_parses_labels_and_measures():
     assert args.measures == ["dice", "volume"]
 
 
+def test_bundle_export_takes_a_name_and_a_folder():
+    args = build_parser().parse_args(["bundle", "export", "ciliary_muscle_3d", "out/b"])
+    assert (args.command, args.bundle_command, args.name, args.dir) == (
+        "bundle",
+        "export",
+        "ciliary_muscle_3d",
+        Path("out/b"),
+    )
+
+
 @pytest.mark.parametrize(
     "argv",
     [
+        ["bundle"],
+        ["bundle", "export", "ciliary_muscle_3d"],
         ["evaluate", "--pred", "p", "--ref", "r", "--out", "o", "--labels", "wall"],
         ["evaluate", "--pred", "p", "--ref", "r", "--out", "o", "--measures", "dice,volumes"],
         ["synth", "--task", "knee3d", "--out", "o"],

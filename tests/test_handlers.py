@@ -1,6 +1,9 @@
-"""ArchitectureMeasurements and LearningCurve on real ignite engines: CSV rows, units, skips, resume."""
+"""ArchitectureMeasurements, TrainedChannels and LearningCurve on real ignite engines: CSV rows, units,
+skips, untrained channels, partial references, resume."""
 
 from __future__ import annotations
+
+import io
 
 import numpy as np
 import pandas as pd
@@ -12,6 +15,7 @@ from PIL import Image
 
 from sonomuscle.handlers.architecture import ArchitectureMeasurements
 from sonomuscle.handlers.learning_curve import LearningCurve
+from sonomuscle.handlers.trained_channels import TrainedChannels
 from sonomuscle.measures.architecture import measure_architecture
 
 SPACING = (0.2, 0.25)
@@ -88,3 +92,57 @@ def test_learning_curve_keeps_earlier_epochs_on_resume(tmp_path):
     resumed.load_state_dict({"epoch": 2, "max_epochs": 3, "epoch_length": 2})
     resumed.run(losses, max_epochs=3)
     assert list(pd.read_csv(tmp_path / "learning_curve.csv")["train_loss"]) == [2.0, 2.0, 4.0]
+
+
+def test_trained_channels_records_annotated_kinds_and_survives_a_checkpoint():
+    record = TrainedChannels(["aponeurosis", "fascicle"])
+    engine = Engine(lambda e, batch: None)
+    record.attach(engine)
+    label = torch.zeros(2, 2, 8, 8)
+    label[:, 1] = -1  # aponeurosis-only batches
+    engine.run([{"label": MetaTensor(label)}] * 3, max_epochs=1)  # MONAI batches carry MetaTensors
+    assert record.untrained() == ["fascicle"]
+
+    restored = TrainedChannels(["aponeurosis", "fascicle"])
+    restored.load_state_dict(torch.load(_saved(record.state_dict()), weights_only=True))
+    assert restored.untrained() == ["fascicle"]
+    with pytest.raises(ValueError, match="records 2 channels, the bundle has 3"):
+        TrainedChannels(["a", "b", "c"]).load_state_dict(record.state_dict())
+
+
+def _saved(state: dict) -> io.BytesIO:
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    return buffer
+
+
+def test_measures_of_an_untrained_fascicle_channel_are_left_empty_with_the_reason(tmp_path):
+    record = TrainedChannels(["aponeurosis", "fascicle"])
+    record.trained[0] = True
+    handler = ArchitectureMeasurements(tmp_path, trained_channels=record)
+    _run(handler, [[{"pred": _pred(tmp_path / "a.png", True)}]])
+
+    row = pd.read_csv(tmp_path / "measurements.csv").iloc[0]
+    assert row["thickness"] == pytest.approx((70 - 14) * SPACING[1], abs=0.3)
+    assert np.isnan(row["pennation_angle"]) and np.isnan(row["fascicle_length"])
+    assert "fascicle channel never trained" in row["qc"]
+
+
+def test_unannotated_reference_aponeurosis_is_taken_from_the_prediction_for_fascicle_angles(tmp_path):
+    pred = _pred(tmp_path / "a.png", True)
+    reference = _masks().astype(np.float32)
+    reference[0] = -1  # a fascicle-only image: aponeuroses not annotated
+    reference[1] = 0
+    for x in range(20, 100):  # one reference fascicle at 30° to the (predicted) deep aponeurosis
+        y = round(68 - (x - 20) * np.tan(np.deg2rad(30)) * SPACING[0] / SPACING[1])
+        if y >= 16:
+            reference[1, x, y] = 1
+    handler = ArchitectureMeasurements(tmp_path, reference_key="reference")
+    _run(handler, [[{"pred": pred, "reference": torch.as_tensor(reference)}]])
+
+    row = pd.read_csv(tmp_path / "measurements.csv").iloc[0]
+    assert row["ref_source"] == "aponeurosis from prediction"
+    assert row["ref_pennation_angle"] == pytest.approx(30.0, abs=1.5)
+    assert row["error_pennation_angle"] == pytest.approx(-10.0, abs=2.0)
+    assert np.isnan(row["ref_thickness"]) and np.isnan(row["error_thickness"])  # not compared with itself

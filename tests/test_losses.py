@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
+from monai.losses import DiceCELoss
 
-from sonomuscle.losses import PartialLabelDiceFocalLoss
+from sonomuscle.losses import LabelMapDiceCELoss, PartialLabelDiceFocalLoss
 
 
 def _thin_lines(n: int = 64) -> torch.Tensor:
@@ -39,3 +41,18 @@ def test_all_background_is_expensive_for_thin_structures_unlike_plain_bce():
     assert torch.nn.functional.binary_cross_entropy_with_logits(background[:, 1], target[:, 1]) < 0.15
     assert loss(background, target) > 0.5  # Dice term of the missed structure stays near 1
     assert loss(perfect, target) < 0.01
+
+
+def test_label_map_loss_learns_nothing_from_unannotated_voxels_and_matches_monai_elsewhere():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 3, 8, 8, 6, requires_grad=True)
+    target = torch.randint(0, 3, (2, 1, 8, 8, 6)).float()
+    target[:, :, :2] = -1  # padded in by augmentation: not annotated
+
+    LabelMapDiceCELoss()(logits, target).backward()
+    assert logits.grad[:, :, :2].abs().max() == 0
+    assert logits.grad[:, :, 2:].abs().max() > 0
+
+    annotated = LabelMapDiceCELoss()(logits[:, :, 2:], target[:, :, 2:])
+    reference = DiceCELoss(to_onehot_y=True, softmax=True, include_background=False)
+    assert annotated.item() == pytest.approx(reference(logits[:, :, 2:], target[:, :, 2:]).item(), rel=1e-5)

@@ -1,12 +1,16 @@
-"""Partial labels: present kinds stacked as 0/1 channels, missing kinds -1, and blanked before metrics."""
+"""Partial labels: present kinds stacked as 0/1 channels, missing kinds -1, kept -1 through spatial
+augmentation (padding included), and blanked before metrics."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 from monai.data import MetaTensor
 from monai.metrics import DiceMetric
+from monai.transforms import Compose, Rand2DElasticd, Rand3DElasticd, RandRotated
+from monai.utils import set_determinism
 
-from sonomuscle.transforms.labels import IgnoreUnannotatedd, StackLabelsd
+from sonomuscle.transforms.labels import NOT_ANNOTATED, IgnoreUnannotatedd, ShiftLabeld, StackLabelsd
 
 
 def _entry(**labels):
@@ -35,3 +39,42 @@ def test_ignore_unannotated_makes_dice_nan_only_for_the_missing_channel():
     dice = DiceMetric(include_background=True, ignore_empty=True)(out["pred"][None], out["label"][None])
     assert torch.isnan(dice[0, 1])
     torch.testing.assert_close(dice[0, 0], torch.tensor(2 * 30 / (120 + 30)))
+
+
+# as the bundles configure them: image bilinear, label nearest, zero padding
+AS_IN_BUNDLES = {
+    "keys": ["image", "label"],
+    "prob": 1.0,
+    "mode": ["bilinear", "nearest"],
+    "padding_mode": "zeros",
+}
+
+
+@pytest.mark.parametrize(
+    "augment",
+    [
+        RandRotated(range_x=(0.7, 0.8), **AS_IN_BUNDLES),
+        Rand2DElasticd(spacing=(8, 8), magnitude_range=(2, 3), scale_range=(0.3, 0.3), **AS_IN_BUNDLES),
+        Rand3DElasticd(
+            sigma_range=(3, 4), magnitude_range=(20, 30), rotate_range=(0.6, 0.6, 0.6), **AS_IN_BUNDLES
+        ),
+    ],
+    ids=["rotate-2d", "elastic-2d", "elastic-3d"],
+)
+def test_shifted_label_pads_as_not_annotated_through_spatial_augmentation(augment):
+    spatial = (24, 20, 16) if isinstance(augment, Rand3DElasticd) else (40, 32)
+    label = torch.zeros(2, *spatial)
+    label[0, 10:14] = 1  # annotated: background and a band
+    label[1] = NOT_ANNOTATED  # a kind this image lacks
+    data = {"image": MetaTensor(torch.ones(1, *spatial)), "label": MetaTensor(label)}
+    set_determinism(seed=0)  # the deformation grids draw from numpy's global generator
+    augment.set_random_state(0)
+    out = Compose([ShiftLabeld("label", 1.0), augment, ShiftLabeld("label", -1.0)])(data)
+
+    # wholly outside / inside the field of view (the image is 1 inside; bilinear blurs the border)
+    outside, inside = out["image"][0] == 0, out["image"][0] == 1
+    label = out["label"]
+    assert outside.any() and inside.any()
+    assert (label[0][outside] == NOT_ANNOTATED).all()  # unannotated, not background
+    assert set(label[0][inside].unique().tolist()) == {0.0, 1.0}
+    assert (label[1] == NOT_ANNOTATED).all()

@@ -1,7 +1,8 @@
-"""Small helpers bundle configs call: datalists with clear errors, and inference cases from a folder.
+"""Small helpers bundle configs call: datalists with clear errors, inference cases from a folder, handlers per rank.
 
-A bundle run should fail on a missing datalist with one line that says what to do, and an inference run
-over a user's folder should skip an unreadable image (with a warning) rather than stop at it.
+A bundle run should fail on a missing datalist with one line that says what to do, an inference run
+over a user's folder should skip an unreadable image (with a warning) rather than stop at it, and a
+``torchrun`` training should write each file once and never leave a rank waiting in a collective.
 """
 
 from __future__ import annotations
@@ -9,11 +10,26 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
+import torch.distributed as dist
 from monai.data import load_decathlon_datalist
-from monai.handlers import from_engine
+from monai.handlers import (
+    CheckpointLoader,
+    ClassificationSaver,
+    DecollateBatch,
+    EarlyStopHandler,
+    IgniteMetricHandler,
+    LrScheduleHandler,
+    MetricsSaver,
+    ParamSchedulerHandler,
+    PostProcessing,
+    SmartCacheHandler,
+    ValidationHandler,
+    from_engine,
+)
 
 from sonomuscle.data.readers import SUPPORTED_SUFFIXES, read_ultrasound, suffix_of
 from sonomuscle.errors import InputError
@@ -68,6 +84,35 @@ def inference_cases(
     return readable
 
 
+# attached on every rank: they take part in collectives (a validator's metrics, MetricsSaver's and
+# ClassificationSaver's all_gather), keep per-process state (schedules, resumed weights, cache, early stop)
+# or change the engine output that metrics read; every other handler writes or logs, on rank 0 only
+EVERY_RANK_HANDLERS = (
+    ValidationHandler,
+    IgniteMetricHandler,
+    MetricsSaver,
+    ClassificationSaver,
+    LrScheduleHandler,
+    ParamSchedulerHandler,
+    CheckpointLoader,
+    EarlyStopHandler,
+    SmartCacheHandler,
+    DecollateBatch,
+    PostProcessing,
+)
+
+
+def handlers_for_rank(handlers: Sequence | None, rank: int | None = None) -> list:
+    """The ``handlers`` process ``rank`` (default: this process's) attaches in a ``torchrun`` training.
+
+    Rank 0 keeps all; the others keep the ``EVERY_RANK_HANDLERS`` only, so one process writes checkpoints,
+    the best model and logs, and no rank skips an all_gather another waits in.
+    """
+    if rank is None:
+        rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+    return [h for h in handlers or () if rank == 0 or isinstance(h, EVERY_RANK_HANDLERS)]
+
+
 def channel_output(channel: int, keys: tuple[str, str] = ("pred", "label")):
     """An ignite ``output_transform`` giving one channel of ``pred`` and ``label``: per-structure metrics."""
 
@@ -113,3 +158,22 @@ def write_summary(
 def _finite_or_none(value) -> float | None:
     value = float(value)
     return value if math.isfinite(value) else None
+
+
+def run_config(bundle_root: str | os.PathLike, config: str, **overrides: object) -> None:
+    """Run another config of the same bundle in this process (e.g. ``evaluate.json`` runs ``inference.json``).
+
+    Lets one config build on another's workflow whatever file it was merged with (``train.json`` the Model
+    Zoo way, ``inference.json``, or none), instead of copying it.
+    """
+    from monai.bundle import run
+
+    configs = Path(bundle_root) / "configs"
+    run(
+        run_id="run",
+        config_file=str(configs / f"{config}.json"),
+        meta_file=str(configs / "metadata.json"),
+        logging_file=str(configs / "logging.conf"),
+        bundle_root=str(bundle_root),
+        **overrides,
+    )

@@ -1,4 +1,4 @@
-"""The ``sonomuscle`` command: datalists, phantoms, batch evaluation and the demo.
+"""The ``sonomuscle`` command: datalists, phantoms, batch evaluation, the demo and the shipped bundles.
 
 Each sub-command parses its arguments here and hands them to one library function, so everything the
 command does can also be called from Python.
@@ -104,6 +104,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, default=None, help="number of phantoms (default: the demo's own)")
     p.add_argument("--epochs", type=int, default=None, help="training epochs (default: the demo's own)")
     p.add_argument("--seed", type=int, default=0)
+
+    p = sub.add_parser("bundle", help="the bundles this package ships: list them, or write one out")
+    bundle_sub = p.add_subparsers(dest="bundle_command", required=True)
+    bundle_sub.add_parser("list", help="name, version, shipped weights and task of each bundle")
+    p = bundle_sub.add_parser("export", help="write a standalone bundle folder that monai.bundle runs")
+    p.add_argument("name", help="bundle name (see `sonomuscle bundle list`)")
+    p.add_argument("dir", type=Path, help="folder to write; must be new or empty")
     return parser
 
 
@@ -142,13 +149,32 @@ def run(args: argparse.Namespace) -> None:
         from sonomuscle.demo import run_demo
 
         run_demo(out=args.out, n=args.n, epochs=args.epochs, seed=args.seed)
+    elif args.command == "bundle":
+        _run_bundle_command(args)
+
+
+def _run_bundle_command(args: argparse.Namespace) -> None:
+    """``bundle list`` prints one line per bundle; ``bundle export`` prints how to run what it wrote."""
+    from sonomuscle.bundles_export import describe_bundle, export_bundle
+    from sonomuscle.workflows import bundle_dir, bundle_names
+
+    if args.bundle_command == "list":
+        for name in bundle_names():
+            print(describe_bundle(bundle_dir(name)))
+    else:
+        dest = export_bundle(bundle_dir(args.name), args.dir)
+        print(
+            f"{args.name} written to {dest}; run it with: python -m monai.bundle run "
+            f"--config_file {dest / 'configs' / 'inference.json'} --bundle_root {dest} "
+            "--input_dir IMAGES --output_dir OUT"
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         run(args)
-    except InputError as err:
+    except (InputError, FileExistsError) as err:
         print(f"sonomuscle {args.command}: error: {err}", file=sys.stderr)
         return 2
     return 0

@@ -8,18 +8,34 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from sonomuscle.errors import InputError
+
+PACKAGED_BUNDLES = Path(__file__).resolve().parent / "bundles"  # what a wheel carries
+REPO_BUNDLES = Path(__file__).resolve().parents[2] / "bundles"  # an editable install's source tree
+
+
+def bundle_roots() -> list[Path]:
+    """Folders searched for bundles, first match wins: the packaged copy, the repository, ``$SONOMUSCLE_BUNDLES``."""
+    extra = os.environ.get("SONOMUSCLE_BUNDLES")
+    return [PACKAGED_BUNDLES, REPO_BUNDLES, *([Path(extra)] if extra else [])]
+
+
+def bundle_names() -> list[str]:
+    """Every bundle found in :func:`bundle_roots` (a folder with ``configs/metadata.json``), sorted."""
+    return sorted(
+        {p.parent.parent.name for root in bundle_roots() for p in root.glob("*/configs/metadata.json")}
+    )
 
 
 def bundle_dir(name: str) -> Path:
-    """The folder of bundle ``name``: ``$SONOMUSCLE_BUNDLES/<name>`` or the repository's ``bundles/<name>``."""
-    root = Path(os.environ.get("SONOMUSCLE_BUNDLES", REPO_ROOT / "bundles"))
-    path = root / name
-    if not (path / "configs").is_dir():
-        raise FileNotFoundError(
-            f"{path}: no bundle here (set SONOMUSCLE_BUNDLES to the folder holding bundles)"
-        )
-    return path
+    """The folder of bundle ``name``, from the first of :func:`bundle_roots` that has it."""
+    for root in bundle_roots():
+        if (root / name / "configs" / "metadata.json").is_file():
+            return root / name
+    raise InputError(
+        None,
+        f"no bundle {name!r}; known bundles: {', '.join(bundle_names()) or 'none'} (SONOMUSCLE_BUNDLES adds a folder)",
+    )
 
 
 def bundle_command(name: str, configs: str | Sequence[str], **overrides: object) -> list[str]:

@@ -4,7 +4,11 @@ One row per image (thickness, pennation angle, fascicle length in mm when the im
 px otherwise), rewritten atomically after every iteration so the rows kept so far survive a crash. An
 image whose masks cannot be measured is recorded with its reason and skipped; the run goes on. With a
 ``reference_key`` (evaluation), the same measures are taken on the reference masks and the differences
-(model − reference) are added to the row. ``overlay_dir`` adds a colour overlay PNG per image.
+(model − reference) are added to the row. A reference channel that was not annotated (``-1``, e.g. a
+fascicle-only image) is taken from the prediction, and ``ref_source`` says so: the pennation angle of the
+reference fascicles is then measured against the predicted aponeuroses. ``trained_channels`` (saved with
+the model) leaves the measures of a channel that never saw a label empty, with the reason in ``qc``.
+``overlay_dir`` adds a colour overlay PNG per image.
 """
 
 from __future__ import annotations
@@ -21,11 +25,16 @@ from PIL import Image
 
 from sonomuscle.data.readers import load_image, stem_of
 from sonomuscle.errors import InputError
+from sonomuscle.handlers.trained_channels import TrainedChannels
 from sonomuscle.handlers.volumetric import spacing_of
 from sonomuscle.io import atomic_write_rows, atomic_write_with
 from sonomuscle.measures.architecture import measure_architecture
 
 MEASURES = ("thickness", "thickness_mean", "pennation_angle", "fascicle_length", "n_fascicles")
+CHANNEL_NAMES = ("aponeurosis", "fascicle")
+# per channel: the measures of that structure itself, and all that need it (fascicles need aponeuroses)
+OWN_MEASURES = (("thickness", "thickness_mean"), ("pennation_angle", "fascicle_length", "n_fascicles"))
+NEEDS_CHANNEL = (MEASURES, OWN_MEASURES[1])
 # overlay colours (RGB) for channel 0 (aponeurosis) and channel 1 (fascicle)
 COLOURS = ((255, 64, 64), (64, 255, 64))
 
@@ -40,11 +49,13 @@ class ArchitectureMeasurements:
         pred_key: str = "pred",
         reference_key: str | None = None,
         overlay_dir: str | os.PathLike | None = None,
+        trained_channels: TrainedChannels | None = None,
     ) -> None:
         self.path = Path(output_dir) / filename
         self.pred_key = pred_key
         self.reference_key = reference_key
         self.overlay_dir = None if overlay_dir is None else Path(overlay_dir)
+        self.trained_channels = trained_channels
         self.rows: list[dict] = []
         self.logger = logging.getLogger(__name__)
 
@@ -66,10 +77,14 @@ class ArchitectureMeasurements:
         row: dict = {"image": source}
         spacing = _known_spacing(pred)
         try:
-            row.update(_measures(pred, spacing))
+            row.update(self._trusted(_measures(pred, spacing)))
             if reference is not None:
+                reference, borrowed = _fill_unannotated(reference, pred)
                 ref = _measures(reference, spacing)
+                for channel in borrowed:  # compared with itself: no reference for these
+                    ref.update(dict.fromkeys(OWN_MEASURES[channel], math.nan))
                 row.update({f"ref_{k}": v for k, v in ref.items()})
+                row["ref_source"] = "; ".join(f"{CHANNEL_NAMES[c]} from prediction" for c in borrowed)
                 row.update({f"error_{k}": row[k] - ref[k] for k in MEASURES})
         except InputError as err:
             self.logger.warning("not measured: %s", err)
@@ -82,6 +97,16 @@ class ArchitectureMeasurements:
                 self.logger.warning("no overlay: %s", err)
                 row["error"] = f"no overlay: {err}"
         return row
+
+    def _trusted(self, measures: dict) -> dict:
+        """``measures`` with those of untrained channels set to NaN and the reason added to ``qc``."""
+        untrained = self.trained_channels.untrained() if self.trained_channels is not None else []
+        for name in untrained:
+            channel = CHANNEL_NAMES.index(name)
+            measures.update(dict.fromkeys(NEEDS_CHANNEL[channel], math.nan))
+            reason = f"{name} channel never trained: its measures are left empty"
+            measures["qc"] = "; ".join(filter(None, [measures["qc"], reason]))
+        return measures
 
     def _save_overlay(self, source: Path, pred: torch.Tensor) -> None:
         grey, _ = load_image(source)
@@ -102,6 +127,17 @@ def _known_spacing(tensor: torch.Tensor) -> tuple[float, float] | None:
     if isinstance(tensor, MetaTensor) and tensor.meta.get("spacing_known", False):
         return spacing_of(tensor)
     return None
+
+
+def _fill_unannotated(reference: torch.Tensor, pred: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
+    """The reference with its wholly unannotated channels (``-1``) taken from ``pred``, and which they are."""
+    borrowed = [c for c in range(reference.shape[0]) if bool((reference[c] < 0).all())]
+    if not borrowed:
+        return reference, []
+    filled = reference.clone()
+    for c in borrowed:
+        filled[c] = pred[c].to(filled.dtype)
+    return filled, borrowed
 
 
 def _measures(masks: torch.Tensor, spacing: tuple[float, float] | None) -> dict:

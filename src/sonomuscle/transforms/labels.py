@@ -66,3 +66,23 @@ class IgnoreUnannotatedd(MapTransform):
         for key in self.key_iterator(d):
             d[key] = d[key] * annotated.to(d[key].device)
         return d
+
+
+class ShiftLabeld(MapTransform):
+    """Add ``offset`` to a partial label, so that spatial transforms padding with 0 pad "not annotated".
+
+    ``RandRotated`` and ``Rand2DElasticd``/``Rand3DElasticd`` fill pixels that come from outside the image
+    with 0, which in a partial label means "background": pixels nobody labelled would teach "no structure
+    here". Shifted by ``+1`` around the spatial augmentation (``-1`` → 0, 0 → 1, 1 → 2) and back by ``-1``
+    after it, those pixels end as ``-1``, not annotated. Use ``nearest`` interpolation for the label between.
+    """
+
+    def __init__(self, keys: Sequence[str] | str, offset: float) -> None:
+        super().__init__(keys)
+        self.offset = offset
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict[Hashable, object]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = d[key] + self.offset
+        return d

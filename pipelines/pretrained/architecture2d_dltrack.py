@@ -1,0 +1,143 @@
+"""Train the shipped muscle_architecture_2d weights on the DL_Track development images, and score them.
+
+    python pipelines/pretrained/architecture2d_dltrack.py --out runs/pretrain --max_epochs 60
+
+Builds one datalist from ``../shared/data/dl_track_longitudinal``. The aponeurosis and fascicle folders
+mostly hold different images under the same names, but 56 images are in both under other names: those
+(found by content) become one entry with both masks; every other entry has one kind, the other "not
+annotated". One recording's aponeurosis masks are left out (``MISREGISTERED``). The entries are split
+70/10/20 into training/validation/test in groups: blocks of ten consecutive image numbers per folder
+(neighbouring numbers are often frames of one recording), joined wherever an image is in two blocks, so
+no image or recording straddles two splits. Trains through ``python -m monai.bundle run`` with the bundle's
+own configs and scores the best model on the test part with ``evaluate.json``. Extra ``--key value``
+pairs are passed to the bundle.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import random
+import re
+import sys
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+import pandas as pd
+
+from sonomuscle.io import atomic_write_json
+from sonomuscle.metrics.agreement import agreement
+from sonomuscle.workflows import run_bundle
+
+BUNDLE = "muscle_architecture_2d"
+DEFAULT_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "dl_track_longitudinal"
+SPLITS = (("training", 0.7), ("validation", 0.1), ("test", 0.2))
+BLOCK = 10
+KINDS = ("aponeurosis", "fascicle")
+# one recording whose aponeurosis masks do not follow its images: the same three-band mask on every frame,
+# darker than its surroundings in 14 of its 16 frames (mean grey in the mask / in a ring around it: 0.59-1.27,
+# median 0.78; every other image 1.30-3.9, median 2.09)
+MISREGISTERED = frozenset(f"aponeurosis/masks/img_{n:05d}.png" for n in range(534, 555))
+
+
+def dltrack_datalist(data: Path, seed: int = 0) -> dict[str, list[dict]]:
+    """Training/validation/test entries over both DL_Track folders, split in groups of recordings."""
+    cases: dict[str, dict] = {}  # by image content: an image in both folders is one case
+    for kind in KINDS:
+        for image in sorted((data / kind / "images").glob("*.png")):
+            mask = data / kind / "masks" / image.name
+            if f"{kind}/masks/{image.name}" in MISREGISTERED:
+                continue
+            case = cases.setdefault(
+                hashlib.md5(image.read_bytes()).hexdigest(), {"image": str(image), "blocks": []}
+            )
+            case[kind] = str(mask)
+            case["blocks"].append(f"{kind}{int(re.search(r'[0-9]+', image.stem).group()) // BLOCK}")
+    group_of = _join(case["blocks"] for case in cases.values())
+    groups = sorted(set(group_of.values()))
+    random.Random(seed).shuffle(groups)
+    datalist: dict[str, list[dict]] = {}
+    start = 0
+    for i, (split, fraction) in enumerate(SPLITS):
+        stop = len(groups) if i == len(SPLITS) - 1 else start + round(fraction * len(groups))
+        chosen = set(groups[start:stop])
+        datalist[split] = [
+            {k: v for k, v in case.items() if k != "blocks"}
+            for case in cases.values()
+            if group_of[case["blocks"][0]] in chosen
+        ]
+        start = stop
+    return datalist
+
+
+def _join(linked: Iterable[list[str]]) -> dict[str, str]:
+    """Each block's group: blocks listed together (one image in two folders) share one (union-find)."""
+    parent: dict[str, str] = {}
+
+    def root(block: str) -> str:
+        while parent.setdefault(block, block) != block:
+            block = parent[block]
+        return block
+
+    for blocks in linked:
+        for other in blocks[1:]:
+            parent[root(other)] = root(blocks[0])
+        root(blocks[0])
+    return {block: root(block) for block in parent}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--out", type=Path, default=Path("runs/pretrain_architecture2d"))
+    # seed 3: of the first eight, the split whose test part holds both kinds in numbers (87 aponeurosis, 50
+    # fascicle, 14 with both masks), chosen on the split's make-up before any training
+    parser.add_argument("--seed", type=int, default=3)
+    parser.add_argument("--skip-training", action="store_true", help="only score the model in --out")
+    parser.add_argument(
+        "--skip-test", action="store_true", help="train only (choices are made on validation)"
+    )
+    args, extra = parser.parse_known_args(argv)
+    overrides = dict(zip([k.lstrip("-") for k in extra[::2]], extra[1::2], strict=True))
+    if not (args.data / "aponeurosis" / "images").is_dir():
+        sys.exit(f"{args.data}: DL_Track images not found (expected aponeurosis/images and fascicle/images)")
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    datalist = atomic_write_json(args.out / "datalist.json", dltrack_datalist(args.data, args.seed))
+    counts = {k: len(v) for k, v in json.loads(datalist.read_text()).items()}
+    print(f"datalist {datalist}: {counts}", flush=True)
+    common = {"datalist": datalist, "model_path": args.out / "model.pt", **overrides}
+    start = time.monotonic()
+    if not args.skip_training:
+        run_bundle(BUNDLE, "train", **common, output_dir=args.out / "train")
+        print(f"training took {time.monotonic() - start:.0f} s", flush=True)
+    if args.skip_test:
+        return
+    run_bundle(BUNDLE, ["train", "evaluate"], **common, output_dir=args.out / "test")
+    card = atomic_write_json(args.out / "test" / "model_card.json", held_out_figures(args.out / "test"))
+    print(json.dumps(json.loads(card.read_text()), indent=1))
+
+
+def held_out_figures(test: Path) -> dict:
+    """What the model card reports: Dice per structure (mean, median, 10th percentile) and measure agreement."""
+    figures: dict = {}
+    for structure in KINDS:
+        dice = pd.read_csv(test / f"dice_{structure}_raw.csv")["mean"].dropna()
+        figures[f"dice_{structure}"] = {
+            "n": len(dice),
+            "mean": dice.mean(),
+            "median": dice.median(),
+            "p10": dice.quantile(0.1),
+        }
+    rows = pd.read_csv(test / "measurements.csv")
+    both = rows["ref_source"].isna()  # images with both reference masks: no borrowed aponeuroses
+    for measure in ("thickness", "pennation_angle", "fascicle_length"):
+        figures[measure] = agreement(rows[measure], rows[f"ref_{measure}"])
+        figures[f"{measure}_both_references"] = agreement(rows[measure][both], rows[f"ref_{measure}"][both])
+    return json.loads(json.dumps(figures, default=float))
+
+
+if __name__ == "__main__":
+    main()

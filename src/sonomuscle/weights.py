@@ -1,0 +1,63 @@
+"""Publish trained weights into a bundle the Model Zoo way: ``models/model.pt``, ``model.ts``, ``large_files.yml``.
+
+A training run's best checkpoint holds the network (bare, or beside the record of trained channels); the
+shipped file keeps just those, always under the key ``model``, the TorchScript export comes from MONAI's ``ckpt_export`` with the bundle's own
+inference config (so it is the network inference builds), and ``large_files.yml`` lists both with their
+MD5 hashes, which the Zoo's ``verify_bundle`` and ``monai.bundle download`` check.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import torch
+import yaml
+from monai.bundle import ckpt_export
+
+from sonomuscle.io import atomic_path, atomic_write_text
+
+SHIPPED_KEYS = ("model", "trained_channels")
+
+
+def publish_weights(checkpoint: str | os.PathLike, bundle: str | os.PathLike) -> list[Path]:
+    """Write ``bundle/models/model.pt`` and ``model.ts`` from ``checkpoint``, and ``bundle/large_files.yml``."""
+    bundle = Path(bundle)
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    if "model" not in state:  # ignite saves a lone network's state dict bare
+        state = {"model": state}
+    weights = bundle / "models" / "model.pt"
+    with atomic_path(weights) as tmp:
+        torch.save({k: state[k] for k in SHIPPED_KEYS if k in state}, tmp)
+    torchscript = bundle / "models" / "model.ts"
+    with atomic_path(torchscript) as tmp:
+        ckpt_export(
+            net_id="network_def",
+            filepath=str(tmp),
+            ckpt_file=str(weights),
+            key_in_ckpt="model",
+            meta_file=str(bundle / "configs" / "metadata.json"),
+            config_file=str(bundle / "configs" / "inference.json"),
+            bundle_root=str(bundle),
+        )
+    write_large_files(bundle, [weights, torchscript])
+    return [weights, torchscript]
+
+
+def write_large_files(bundle: Path, files: list[Path]) -> Path:
+    """``large_files.yml``: each file's path in the bundle, MD5 hash and size."""
+    entries = [
+        {"path": f.relative_to(bundle).as_posix(), "hash_val": md5_of(f), "hash_type": "md5"} for f in files
+    ]
+    return atomic_write_text(
+        bundle / "large_files.yml", yaml.safe_dump({"large_files": entries}, sort_keys=False)
+    )
+
+
+def md5_of(path: Path) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
