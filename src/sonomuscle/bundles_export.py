@@ -14,8 +14,8 @@ from pathlib import Path
 
 # a bundle's shipped parts; everything else under bundles/<name>/ (runs/, eval/, checkpoints) stays behind
 SHIPPED_DIRS = ("configs", "docs")
-SHIPPED_FILES = ("LICENSE", "large_files.yml", "models/model.pt", "models/model.ts")
 WEIGHTS = ("models/model.pt", "models/model.ts")
+SHIPPED_FILES = ("LICENSE", "large_files.yml", *WEIGHTS)
 _SKIPPED = ("__pycache__", ".pyc", ".pyo")
 
 

@@ -25,8 +25,7 @@ import torch
 from monai.losses import DiceLoss, FocalLoss, MaskedDiceLoss
 from torch import nn
 
-# the label value of a voxel nobody annotated (docs/CONVENTIONS.md), as an index
-NOT_ANNOTATED = -1
+from sonomuscle.transforms.labels import NOT_ANNOTATED
 
 
 class PartialLabelDiceFocalLoss(nn.Module):
@@ -63,10 +62,11 @@ class LabelMapDiceCELoss(nn.Module):
 
     def __init__(self, include_background: bool = False) -> None:
         super().__init__()
+        ignore = int(NOT_ANNOTATED)
         self.dice = DiceLoss(
-            include_background=include_background, to_onehot_y=True, softmax=True, ignore_index=NOT_ANNOTATED
+            include_background=include_background, to_onehot_y=True, softmax=True, ignore_index=ignore
         )
-        self.cross_entropy = nn.CrossEntropyLoss(ignore_index=NOT_ANNOTATED)
+        self.cross_entropy = nn.CrossEntropyLoss(ignore_index=ignore)
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return self.dice(input, target) + self.cross_entropy(input, target[:, 0].long())

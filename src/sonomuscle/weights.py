@@ -1,9 +1,10 @@
 """Publish trained weights into a bundle the Model Zoo way: ``models/model.pt``, ``model.ts``, ``large_files.yml``.
 
 A training run's best checkpoint holds the network (bare, or beside the record of trained channels); the
-shipped file keeps just those, always under the key ``model``, the TorchScript export comes from MONAI's ``ckpt_export`` with the bundle's own
-inference config (so it is the network inference builds), and ``large_files.yml`` lists both with their
-MD5 hashes, which the Zoo's ``verify_bundle`` and ``monai.bundle download`` check.
+shipped file keeps just those, always under the key ``model``. The TorchScript export comes from MONAI's
+``ckpt_export`` with the bundle's own inference config (so it is the network inference builds), and
+``large_files.yml`` lists both with their MD5 hashes, which the Zoo's ``verify_bundle`` and
+``monai.bundle download`` check.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def publish_weights(checkpoint: str | os.PathLike, bundle: str | os.PathLike) ->
 
 
 def write_large_files(bundle: Path, files: list[Path]) -> Path:
-    """``large_files.yml``: each file's path in the bundle, MD5 hash and size."""
+    """``large_files.yml``: each file's path in the bundle and its MD5 hash."""
     entries = [
         {"path": f.relative_to(bundle).as_posix(), "hash_val": md5_of(f), "hash_type": "md5"} for f in files
     ]

@@ -39,9 +39,8 @@ class TrainedChannels:
         # MONAI trainers decollate the batch into one dict per case; a plain engine keeps it collated
         cases = [d[self.label_key] for d in batch] if isinstance(batch, list) else batch[self.label_key]
         for label in cases:
-            label = torch.as_tensor(label).as_subclass(
-                torch.Tensor
-            )  # a plain tensor: checkpoints load safely
+            # a plain tensor, not a MetaTensor: the record must load with weights_only=True
+            label = torch.as_tensor(label).as_subclass(torch.Tensor)
             annotated = (label >= 0).reshape(len(self.names), -1).any(dim=1)
             self.trained |= annotated.cpu()
 
