@@ -130,6 +130,24 @@ def test_broken_noisy_thick_pieces_and_blobs():
     assert any("implausible" in message for message in result.qc)
 
 
+def test_short_streaks_do_not_outvote_long_fascicles():
+    """Networks also mark short speckle streaks, flatter than fascicles: the median weighs what is visible."""
+    step = np.array([0.1, 0.1])
+    superficial, deep = (3.5, 0.0), (20.0, 0.0)
+    apo, fas, truth = _case(
+        step, superficial, deep, 25.0, 1, pieces=((0.6, 0.95),), centres=(10.0, 20.0, 30.0)
+    )
+    streaks = np.zeros(SHAPE, np.uint8)
+    streak = np.array([math.cos(math.radians(-8.0)), math.sin(math.radians(-8.0))])
+    for x in (6.0, 12.0, 18.0, 24.0, 30.0, 36.0, 42.0):
+        _draw(streaks, step, np.array([x, 18.0]), streak, 0.0, 3.0)
+    assert not (dilation(fas, disk_footprint(3)) & streaks).any()  # apart, so no piece joins another
+    result = measure_architecture(apo, fas | streaks, tuple(step))
+    assert result.n_fascicles == 10
+    assert sorted(result.pennation_angles)[6] == pytest.approx(8.0, abs=1.5)  # the plain median: a streak
+    _check(result, truth, 25.0)
+
+
 def test_without_spacing_reports_pixels():
     step = np.array([1.0, 1.0])
     superficial, deep = (40.0, 0.02), (200.0, -0.03)

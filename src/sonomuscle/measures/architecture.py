@@ -5,7 +5,10 @@ aponeurosis, ``L_d`` the superficial edge of the deep one, both fitted as straig
 (x lateral, y depth). Thickness is the distance from ``L_d`` to ``L_s`` along ``L_d``'s normal, at the image's
 lateral centre and averaged over the columns where both aponeuroses are present. A fascicle is a straight
 line fitted to an annotated piece; its pennation angle is its angle to ``L_d`` and its length runs between
-its intersections with ``L_d`` and ``L_s``, extrapolated beyond the image where needed.
+its intersections with ``L_d`` and ``L_s``, extrapolated beyond the image where needed. An image's angle and
+length are medians over its fascicles, each weighted by how much of it is visible: a network marks short
+speckle streaks as well as clear fascicles, and the streaks are flatter than the fascicles annotators trace
+(23 DL_Track validation images: angles 3.7° flat on average with the plain median, 2.8° weighted).
 
 Masks come from a network, so every step tolerates what networks output: merged or missing aponeuroses,
 thick, broken or noisy fascicle pieces, spurious blobs. What cannot be measured becomes NaN with a reason in
@@ -72,6 +75,7 @@ class ArchitectureResult:
     fascicle_length: float
     pennation_angles: list[float] = field(default_factory=list)
     fascicle_lengths: list[float] = field(default_factory=list)
+    visible_lengths: list[float] = field(default_factory=list)
     units: str = "mm"
     qc: list[str] = field(default_factory=list)
 
@@ -82,7 +86,9 @@ class ArchitectureResult:
     def as_row(self) -> dict:
         """One flat CSV row: the medians, the fascicle count, the units and the qc messages."""
         row = {
-            k: v for k, v in asdict(self).items() if k not in ("pennation_angles", "fascicle_lengths", "qc")
+            k: v
+            for k, v in asdict(self).items()
+            if k not in ("pennation_angles", "fascicle_lengths", "visible_lengths", "qc")
         }
         return {**row, "n_fascicles": self.n_fascicles, "qc": "; ".join(self.qc)}
 
@@ -101,6 +107,7 @@ def measure_architecture(
         thickness_mean = float(np.mean([_normal_distance(x, deep, superficial) for x in shared_columns]))
     angles: list[float] = []
     lengths: list[float] = []
+    visible: list[float] = []
     if fascicle is not None:
         fas = _checked_mask(fascicle, "fascicle")
         if fas.shape != apo.shape:
@@ -108,14 +115,15 @@ def measure_architecture(
         if superficial is None or deep is None:
             qc.append("fascicles not measured without both aponeuroses")
         else:
-            angles, lengths = _fascicles(fas, superficial, deep, step, qc)
+            angles, lengths, visible = _fascicles(fas, superficial, deep, step, qc)
     return ArchitectureResult(
         thickness=thickness,
         thickness_mean=thickness_mean,
-        pennation_angle=float(np.median(angles)) if angles else math.nan,
-        fascicle_length=float(np.median(lengths)) if lengths else math.nan,
+        pennation_angle=weighted_median(angles, visible),
+        fascicle_length=weighted_median(lengths, visible),
         pennation_angles=angles,
         fascicle_lengths=lengths,
+        visible_lengths=visible,
         units="px" if spacing is None else "mm",
         qc=qc,
     )
@@ -172,10 +180,17 @@ def _normal_distance(x: float, deep: Line, superficial: Line) -> float:
     return float(abs(superficial.hit(point, normal)))
 
 
+def weighted_median(values: list[float], weights: list[float]) -> float:
+    """The value at half the total weight (the lower one on a tie); NaN for no values."""
+    if not values:
+        return math.nan
+    return float(np.quantile(values, 0.5, weights=weights, method="inverted_cdf"))
+
+
 def _fascicles(
     fas: np.ndarray, superficial: Line, deep: Line, step: np.ndarray, qc: list[str]
-) -> tuple[list[float], list[float]]:
-    """Per-fascicle pennation angles (deg) and lengths of the plausible, merged pieces of the mask."""
+) -> tuple[list[float], list[float], list[float]]:
+    """Per-fascicle pennation angles (deg), lengths and visible lengths of the plausible, merged pieces."""
     pieces = _piece_lines(fas, step)
     plausible = [
         p for p in pieces if ANGLE_RANGE_DEG[0] <= _angle_deg(p[1], deep.direction) <= ANGLE_RANGE_DEG[1]
@@ -186,10 +201,10 @@ def _fascicles(
     lines = _merge_collinear(plausible, step)
     if not lines:
         qc.append("no measurable fascicle")
-        return [], []
-    angles = [_angle_deg(direction, deep.direction) for _, direction in lines]
-    lengths = [float(abs(superficial.hit(c, d) - deep.hit(c, d))) for c, d in lines]
-    return angles, lengths
+        return [], [], []
+    angles = [_angle_deg(direction, deep.direction) for _, direction, _ in lines]
+    lengths = [float(abs(superficial.hit(c, d) - deep.hit(c, d))) for c, d, _ in lines]
+    return angles, lengths, [visible for _, _, visible in lines]
 
 
 def _angle_deg(u: np.ndarray, v: np.ndarray) -> float:
@@ -222,8 +237,11 @@ def _piece_lines(fas: np.ndarray, step: np.ndarray) -> list[tuple[np.ndarray, np
 
 def _merge_collinear(
     pieces: list[tuple[np.ndarray, np.ndarray, np.ndarray]], step: np.ndarray
-) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Join fragments of one fascicle (same direction, on each other's line) and refit each group."""
+) -> list[tuple[np.ndarray, np.ndarray, float]]:
+    """Join fragments of one fascicle (same direction, on each other's line) and refit each group.
+
+    Each line is (centre, direction, visible length), the last the extent of its points along the line.
+    """
     offset = MERGE_OFFSET_PX * float(np.sqrt(step.prod()))
     groups: list[list[int]] = []
     for i, (centre, direction, _) in enumerate(pieces):
@@ -241,6 +259,7 @@ def _merge_collinear(
             groups.append([i])
     lines = []
     for group in groups:
-        centre, direction, _ = _fit(np.concatenate([pieces[i][2] for i in group]))
-        lines.append((centre, direction))
+        points = np.concatenate([pieces[i][2] for i in group])
+        centre, direction, _ = _fit(points)
+        lines.append((centre, direction, float(np.ptp((points - centre) @ direction))))
     return lines

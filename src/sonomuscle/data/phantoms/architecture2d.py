@@ -28,6 +28,7 @@ from sonomuscle.data.phantoms.dataset import split_cases
 from sonomuscle.data.phantoms.physics import acoustic_shadow, simulate_bmode
 from sonomuscle.errors import InputError
 from sonomuscle.io import atomic_write_json, atomic_write_with
+from sonomuscle.measures.architecture import weighted_median
 
 TRUTH_COLUMNS = (
     "case",
@@ -120,7 +121,7 @@ def make_phantom(
 
     echo, lines = _tissue_map(x, y, g, bands, rng, spacing)
     direction = np.array([math.cos(g.psi), math.sin(g.psi)])
-    fascicle, lengths = _annotate(lines, direction, g.superficial, g.deep, shape, spacing, rng)
+    fascicle, lengths, traced = _annotate(lines, direction, g.superficial, g.deep, shape, spacing, rng)
     image = simulate_bmode(
         echo,
         (spacing, spacing),
@@ -139,7 +140,7 @@ def make_phantom(
         "thickness_mm": _normal_distance(xc, g.deep, g.superficial),
         "thickness_mean_mm": float(np.mean([_normal_distance(c, g.deep, g.superficial) for c in columns])),
         "pennation_angle_deg": math.degrees(g.theta),
-        "fascicle_length_mm": float(np.median(lengths)),
+        "fascicle_length_mm": weighted_median(lengths, traced),
     }
     return Phantom(image, bands.astype(np.uint8), fascicle, truth, (spacing, spacing))
 
@@ -307,17 +308,19 @@ def _annotate(
     shape: tuple[int, int],
     spacing: float,
     rng: np.random.Generator,
-) -> tuple[np.ndarray, list[float]]:
+) -> tuple[np.ndarray, list[float], list[float]]:
     """Strokes 5–25 mm long (some broken) on a few clearly visible fascicles ≥ 3 mm apart.
 
     Like a human annotator: the brightest lines first, each traced over its most visible stretch, and a
-    line too faint there (mean visibility < ``_MIN_TRACED_VISIBILITY``) is passed over. Returns the mask
-    and the chosen fascicles' full lengths between the aponeuroses.
+    line too faint there (mean visibility < ``_MIN_TRACED_VISIBILITY``) is passed over. Returns the mask,
+    the chosen fascicles' full lengths between the aponeuroses and their traced lengths (the weights of
+    the measured median, see ``sonomuscle.measures.architecture``).
     """
     normal = np.array([-direction[1], direction[0]])
     extent = (np.array(shape) - 1) * spacing
     mask = np.zeros(shape, dtype=np.uint8)
     lengths: list[float] = []
+    traced: list[float] = []
     wanted = rng.integers(2, 7)
     chosen: list[float] = []
     for line in np.argsort(-(lines.strength + rng.uniform(0.0, 0.2, size=len(lines.strength)))):
@@ -344,8 +347,9 @@ def _annotate(
             continue
         _draw(mask, base, direction, _fragments(start, stroke, rng), spacing, wide=rng.random() < 0.5)
         lengths.append(abs(t_s - t_d))
+        traced.append(stroke)
         chosen.append(offset)
-    return mask, lengths
+    return mask, lengths, traced
 
 
 def _most_visible_stretch(
