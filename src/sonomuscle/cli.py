@@ -105,6 +105,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=None, help="training epochs (default: the demo's own)")
     p.add_argument("--seed", type=int, default=0)
 
+    p = sub.add_parser("measure", help="thickness, pennation angle and fascicle length of images, pretrained")
+    p.add_argument("paths", nargs="+", type=Path, help="image files and/or folders of images")
+    p.add_argument("--out", type=Path, required=True, help="folder for measurements.csv, masks and overlays")
+    calibration = p.add_mutually_exclusive_group()
+    calibration.add_argument("--spacing", type=float, help="pixel spacing in mm (the file's own wins)")
+    calibration.add_argument("--depth", type=float, help="imaged depth in mm, as the scanner shows it")
+    p.add_argument("--bundle", type=Path, help="a trained bundle folder (default: the shipped weights)")
+    p.add_argument("--no-overlay", action="store_true", help="skip the overlay pictures")
+
     p = sub.add_parser("bundle", help="the bundles this package ships: list them, or write one out")
     bundle_sub = p.add_subparsers(dest="bundle_command", required=True)
     bundle_sub.add_parser("list", help="name, version, shipped weights and task of each bundle")
@@ -149,6 +158,17 @@ def run(args: argparse.Namespace) -> None:
         from sonomuscle.demo import run_demo
 
         run_demo(out=args.out, n=args.n, epochs=args.epochs, seed=args.seed)
+    elif args.command == "measure":
+        from sonomuscle.measure import measure
+
+        measure(
+            args.paths,
+            args.out,
+            spacing=args.spacing,
+            depth=args.depth,
+            bundle=args.bundle,
+            overlays=not args.no_overlay,
+        )
     elif args.command == "bundle":
         _run_bundle_command(args)
 
