@@ -61,6 +61,7 @@ def test_a_mixed_folder_is_measured_and_bad_paths_get_one_line(tmp_path, inputs,
     assert any("broken.png" in line and "cannot read" in line for line in skipped)
     assert any("missing.png" in line and "not found" in line for line in skipped)
     assert (out / "canvas_overlay.png").is_file() and (out / "plain_overlay.png").is_file()
+    assert "flags" in rows and "images_flagged" in pd.read_excel(out / "measurements.xlsx", "summary")
     book = pd.read_excel(out / "measurements.xlsx", sheet_name=None)
     assert len(book["images"]) == 2 and set(book["summary"]["units"]) == {"px"}
 

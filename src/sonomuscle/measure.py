@@ -5,7 +5,8 @@ the pipeline) over a datalist made from the given paths. Each image is calibrate
 recorded in the ``calibration`` column: the file's own (DICOM ultrasound regions); ``--spacing`` (mm per
 pixel); ``--depth`` (the imaged depth the scanner displays, over the rows of the ultrasound picture found
 by :func:`sonomuscle.transforms.crop.ultrasound_area`); otherwise none, and lengths are in pixels. A path
-that cannot be measured is reported on one line and skipped; the others are measured.
+that cannot be measured is reported on one line and skipped; the others are measured. A ``flags`` column
+says which results to check by eye (:mod:`sonomuscle.measures.plausibility`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from sonomuscle.data.readers import SUPPORTED_SUFFIXES, UltrasoundImage, read_ul
 from sonomuscle.errors import InputError
 from sonomuscle.handlers.architecture import MEASURES
 from sonomuscle.io import atomic_write_json, atomic_write_rows, atomic_write_with
+from sonomuscle.measures.plausibility import quality_flags
 from sonomuscle.transforms.crop import ultrasound_area
 from sonomuscle.workflows import bundle_dir
 
@@ -77,6 +79,7 @@ def measure(
     table = out / "measurements.csv"
     rows = pd.read_csv(table, dtype=str, keep_default_na=False)  # rewritten as read, plus one column
     rows["calibration"] = rows["image"].map(calibrations)
+    rows["flags"] = ["; ".join(quality_flags(row)) for row in rows.to_dict("records")]
     atomic_write_rows(table, rows.to_dict("records"))
     write_workbook(rows, out / "measurements.xlsx")
     _report(rows, len(cases), table)
@@ -85,7 +88,7 @@ def measure(
 
 def write_workbook(rows: pd.DataFrame, path: Path) -> Path:
     """``images`` (the CSV's rows) and ``summary`` (per unit and measure: n, mean, SD, median, range, and
-    how many of the images carry a qc note) sheets; pixels and millimetres are never pooled."""
+    how many of the images are flagged) sheets; pixels and millimetres are never pooled."""
     images = rows.copy()
     images[list(MEASURES)] = images[list(MEASURES)].apply(pd.to_numeric, errors="coerce")
     measured = images[images["error"] == ""]
@@ -95,8 +98,8 @@ def write_workbook(rows: pd.DataFrame, path: Path) -> Path:
         .agg(n="count", mean="mean", sd="std", median="median", min="min", max="max")
         .reset_index()
     )
-    summary["images_with_qc_notes"] = summary["units"].map(
-        measured.groupby("units")["qc"].agg(lambda q: (q != "").sum())
+    summary["images_flagged"] = summary["units"].map(
+        measured.groupby("units")["flags"].agg(lambda flags: (flags != "").sum())
     )
 
     def write(target: Path) -> None:
@@ -161,6 +164,9 @@ def _report(rows: pd.DataFrame, n_cases: int, table: Path) -> None:
     """What a user needs to read next: how many were measured, where, and whether lengths are pixels."""
     measured = int((rows["error"] == "").sum())
     print(f"sonomuscle measure: {measured} of {n_cases} image(s) measured → {table}")
+    flagged = int((rows["flags"] != "").sum())
+    if flagged:
+        print(f"sonomuscle measure: {flagged} result(s) flagged for a look at the overlay (column `flags`)")
     uncalibrated = int((rows["calibration"] == "none").sum())
     if uncalibrated:
         print(
