@@ -29,15 +29,20 @@ def quality_flags(row: Mapping[str, object]) -> list[str]:
     if not math.isnan(value["n_fascicles"]) and value["n_fascicles"] < MIN_FASCICLES:
         flags.append(f"{value['n_fascicles']:.0f} fascicle(s) found, fewer than {MIN_FASCICLES}")
     low, high = PLAUSIBLE_ANGLE_DEG
-    if not low <= value["pennation_angle"] <= high and not math.isnan(value["pennation_angle"]):
+    if _outside(value["pennation_angle"], low, high):
         flags.append(f"pennation angle {value['pennation_angle']:.1f}° outside {low:g}–{high:g}°")
     if row.get("units") == "mm":
         for measure, (low, high) in PLAUSIBLE_MM.items():
-            if not low <= value[measure] <= high and not math.isnan(value[measure]):
+            if _outside(value[measure], low, high):
                 flags.append(
                     f"{measure.replace('_', ' ')} {value[measure]:.1f} mm outside {low:g}–{high:g} mm"
                 )
     return flags
+
+
+def _outside(value: float, low: float, high: float) -> bool:
+    """Measured (not NaN) and outside ``[low, high]``."""
+    return not math.isnan(value) and not low <= value <= high
 
 
 def _number(text: object) -> float:
