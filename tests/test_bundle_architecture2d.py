@@ -89,7 +89,7 @@ def test_inference_on_a_folder_without_labels(datalist, trained, tmp_path):
     for kind in ("aponeurosis", "fascicle"):
         mask = np.asarray(Image.open(out / f"scan_{kind}.png"))
         assert mask.shape == original.shape and set(np.unique(mask)) <= {0, 255}
-    assert (out / "scan_overlay.png").is_file() and not list(out.glob("broken*"))
+    assert (out / "scan_overlay.jpg").is_file() and not list(out.glob("broken*"))
     rows = pd.read_csv(out / "measurements.csv")
     assert len(rows) == 1 and rows.loc[0, "image"].endswith("scan.png")
     assert rows.loc[0, "units"] == "px"  # a bare PNG has no spacing

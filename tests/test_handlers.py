@@ -64,7 +64,7 @@ def test_measurements_match_the_measure_in_mm_and_px_and_survive_a_bad_case(tmp_
     assert rows.loc[2, "thickness"] == pytest.approx(70 - 14, abs=1.5)  # pixels without spacing
     assert rows.loc[1, "image"].endswith("bad.png") and isinstance(rows.loc[1, "error"], str)
     assert np.isnan(rows.loc[1, "thickness"]) and rows["error"].isna()[[0, 2]].all()
-    overlay = np.asarray(Image.open(tmp_path / "out" / "img_overlay.png"))
+    overlay = np.asarray(Image.open(tmp_path / "out" / "img_overlay.jpg"))
     assert overlay.shape == (120, 120, 3) and (overlay[12, :, 0] > overlay[12, :, 1]).all()  # rows = depth
 
 

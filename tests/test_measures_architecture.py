@@ -90,6 +90,7 @@ def test_clean_lines_both_directions(side, theta):
     result = measure_architecture(apo, fas, (0.1, 0.1))
     _check(result, truth, theta)
     assert result.n_fascicles == 3
+    assert result.fascicle_direction == ("down-left" if side > 0 else "down-right")  # found, not told
     assert result.thickness_mean == pytest.approx(
         np.mean([_truth_thickness(deep, superficial, x) for x in np.arange(SHAPE[0]) * 0.1]), abs=0.3
     )
@@ -130,22 +131,42 @@ def test_broken_noisy_thick_pieces_and_blobs():
     assert any("implausible" in message for message in result.qc)
 
 
-def test_short_streaks_do_not_outvote_long_fascicles():
-    """Networks also mark short speckle streaks, flatter than fascicles: the median weighs what is visible."""
+def _flat_case(theta, pieces, centres):
+    """Parallel, level aponeuroses 16.5 mm apart and fascicles at ``theta`` descending to the left."""
     step = np.array([0.1, 0.1])
     superficial, deep = (3.5, 0.0), (20.0, 0.0)
-    apo, fas, truth = _case(
-        step, superficial, deep, 25.0, 1, pieces=((0.6, 0.95),), centres=(10.0, 20.0, 30.0)
-    )
+    return step, superficial, deep, *_case(step, superficial, deep, theta, 1, pieces=pieces, centres=centres)
+
+
+def _measure_with(apo, fas, extra, step):
+    """The measures of ``fas`` with ``extra`` pieces, drawn apart from it so that no piece joins another."""
+    assert not (dilation(fas, disk_footprint(3)) & extra).any()
+    return measure_architecture(apo, fas | extra, tuple(step))
+
+
+def test_short_streaks_do_not_outvote_long_fascicles():
+    """Networks also mark short speckle streaks, flatter than fascicles: the median weighs what is visible."""
+    step, _, _, apo, fas, truth = _flat_case(25.0, ((0.6, 0.95),), (10.0, 20.0, 30.0))
     streaks = np.zeros(SHAPE, np.uint8)
     streak = np.array([math.cos(math.radians(-8.0)), math.sin(math.radians(-8.0))])
     for x in (6.0, 12.0, 18.0, 24.0, 30.0, 36.0, 42.0):
         _draw(streaks, step, np.array([x, 18.0]), streak, 0.0, 3.0)
-    assert not (dilation(fas, disk_footprint(3)) & streaks).any()  # apart, so no piece joins another
-    result = measure_architecture(apo, fas | streaks, tuple(step))
+    result = _measure_with(apo, fas, streaks, step)
     assert result.n_fascicles == 10
     assert sorted(result.pennation_angles)[6] == pytest.approx(8.0, abs=1.5)  # the plain median: a streak
     _check(result, truth, 25.0)
+
+
+def test_pieces_tilted_against_the_muscles_fascicles_are_dropped():
+    step, superficial, deep, apo, fas, truth = _flat_case(22.0, ((0.3, 0.7),), (16.0, 24.0, 32.0))
+    against = np.zeros(SHAPE, np.uint8)
+    for x0, (f0, f1) in ((12.0, (0.3, 0.6)), (46.0, (0.05, 0.35))):  # shorter pieces descending the other way
+        start, direction, length = _fascicle(deep, superficial, x0, 40.0, -1)
+        _draw(against, step, start, direction, f0 * length, f1 * length)
+    result = _measure_with(apo, fas, against, step)
+    assert result.fascicle_direction == "down-left" and result.n_fascicles == 3
+    assert "2 fascicle(s) tilted against the muscle's fascicles dropped" in result.qc
+    _check(result, truth, 22.0)
 
 
 def test_without_spacing_reports_pixels():

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from monai.data import MetaTensor
 from monai.transforms import Compose, CropForegroundd, Invertd, Resized
 
-from sonomuscle.transforms.crop import ultrasound_area
+from sonomuscle.errors import InputError
+from sonomuscle.transforms.crop import CropUltrasoundd, ultrasound_area
+from sonomuscle.transforms.io import SetSpacingd
 
 PICTURE = (slice(30, 130), slice(40, 100))  # (X, Y) of the B-mode picture in a 200 × 160 canvas
 
@@ -52,3 +55,39 @@ def test_outputs_are_padded_back_to_the_capture():
     inside = np.zeros(image.shape[1:], bool)
     inside[PICTURE] = True
     np.testing.assert_array_equal(np.asarray(restored[0]) > 0.5, inside)
+
+
+def test_a_grey_interface_and_a_colour_bar_apart_from_the_picture_are_left_out():
+    """A scanner screen capture: grey user interface, a lighter title bar, a grey-scale bar right of it."""
+    rng = np.random.default_rng(2)
+    capture = np.full((1, 200, 160), 0.22, np.float32)
+    capture[0, :, :8] = 0.3  # title bar along the top
+    capture[(0, *PICTURE)] = rng.uniform(0.0, 1.0, size=(100, 60))
+    capture[0, 150:156, 50:90] = np.linspace(0, 1, 40)  # grey-scale bar, 20 columns right of the picture
+    capture[0, 10:60:7, 120] = 1.0  # a dotted line in the interface
+    cropped = CropUltrasoundd("image", "image")({"image": MetaTensor(torch.as_tensor(capture))})["image"]
+    assert tuple(cropped.shape[1:2]) == (100,)  # columns: the picture's only
+    assert cropped.shape[2] >= 60 and cropped.shape[2] <= 60 + 40  # rows: the picture (and the title bar)
+
+
+def test_a_given_box_replaces_the_found_one_and_bad_boxes_name_the_file():
+    image = MetaTensor(
+        torch.as_tensor(_capture(np.random.default_rng(3))), meta={"filename_or_obj": "cap.png"}
+    )
+    crop = CropUltrasoundd("image", "image")
+    cropped = crop({"image": image, "crop": [10, 20, 50, 30]})["image"]
+    np.testing.assert_array_equal(np.asarray(cropped[0]), np.asarray(image[0, 10:60, 20:50]))
+    for box in ([190, 0, 20, 10], [0, 0, 0, 10], [1, 2, 3]):
+        with pytest.raises(InputError, match=r"cap\.png: crop box"):
+            crop({"image": image, "crop": box})
+
+
+def test_depth_is_measured_over_the_given_box():
+    image = MetaTensor(
+        torch.as_tensor(_capture(np.random.default_rng(4))), meta={"filename_or_obj": "cap.png"}
+    )
+    found = SetSpacingd("image")({"image": image.clone(), "depth": 30.0})["image"]
+    boxed = SetSpacingd("image")({"image": image.clone(), "depth": 30.0, "crop": [0, 0, 200, 120]})["image"]
+    assert found.meta["calibration"] == boxed.meta["calibration"] == "depth"
+    assert float(found.pixdim[1]) == pytest.approx(30.0 / 60)  # the picture's 60 rows
+    assert float(boxed.pixdim[1]) == pytest.approx(30.0 / 120)

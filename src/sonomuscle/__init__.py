@@ -1,3 +1,3 @@
 """sonomuscle: deep learning for muscle ultrasound on MONAI."""
 
-__version__ = "0.2.1"
+__version__ = "0.3.0"

@@ -1,7 +1,7 @@
 """Small helpers bundle configs call: datalists with clear errors, inference cases from a folder, handlers per rank.
 
 A bundle run should fail on a missing datalist with one line that says what to do, an inference run
-over a user's folder should skip an unreadable image (with a warning) rather than stop at it, and a
+over a user's folder should take every image and video in it, and a
 ``torchrun`` training should write each file once and never leave a rank waiting in a collective.
 """
 
@@ -31,7 +31,8 @@ from monai.handlers import (
     from_engine,
 )
 
-from sonomuscle.data.readers import SUPPORTED_SUFFIXES, read_ultrasound, suffix_of
+from sonomuscle.data.frames import VIDEO_SUFFIXES
+from sonomuscle.data.readers import SUPPORTED_SUFFIXES, suffix_of
 from sonomuscle.errors import InputError
 from sonomuscle.io import atomic_write_json
 
@@ -57,31 +58,28 @@ def load_datalist(
 def inference_cases(
     datalist: str | os.PathLike | None, split: str, input_dir: str | os.PathLike | None = None
 ) -> list[dict]:
-    """``{"image": path}`` cases from ``input_dir`` (every readable image or volume in it) or a datalist split.
-
-    Labels in the datalist are dropped: inference needs only images. Unreadable files are logged and skipped.
+    """``{"image": path}`` cases from ``input_dir`` (every image, volume, cine loop or video in it) or a
+    datalist split (with its ``spacing`` or ``depth`` calibration and ``crop`` box; labels dropped:
+    inference needs only images). Files are not read here: :class:`~sonomuscle.data.stream.InferenceStream` reads each once and
+    skips the unreadable ones with a warning.
     """
     if input_dir:
         folder = Path(input_dir)
         if not folder.is_dir():
             raise InputError(folder, "input folder not found")
-        cases = [{"image": str(f)} for f in sorted(folder.iterdir()) if suffix_of(f) in SUPPORTED_SUFFIXES]
+        cases = [
+            {"image": str(f)}
+            for f in sorted(folder.iterdir())
+            if suffix_of(f) in SUPPORTED_SUFFIXES + VIDEO_SUFFIXES
+        ]
     else:
         cases = [
-            {k: v for k, v in entry.items() if k in ("image", "spacing")}
+            {k: v for k, v in entry.items() if k in ("image", "spacing", "depth", "crop")}
             for entry in load_datalist(datalist, split)
         ]
-    readable = []
-    for case in cases:
-        try:
-            read_ultrasound(case["image"])
-        except InputError as err:
-            logger.warning("skipping unreadable image: %s", err)
-            continue
-        readable.append(case)
-    if not readable:
-        raise InputError(input_dir or datalist, "no readable images to run on")
-    return readable
+    if not cases:
+        raise InputError(input_dir or datalist, "no images to run on")
+    return cases
 
 
 # attached on every rank: they take part in collectives (a validator's metrics, MetricsSaver's and

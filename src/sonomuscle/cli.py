@@ -11,9 +11,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from sonomuscle.data.phantoms import PHANTOM_MODULES
 from sonomuscle.errors import InputError
 
-PHANTOM_TASKS = ("architecture2d", "ciliary3d", "bladder3d")
+PHANTOM_TASKS = tuple(PHANTOM_MODULES)
 EVALUATION_MEASURES = ("dice", "hd95", "assd", "volume", "thickness")
 
 
@@ -33,6 +34,18 @@ def _label_value_arg(text: str) -> tuple[str, int]:
     if not sep or not value.lstrip("-").isdigit():
         raise argparse.ArgumentTypeError(f"expected NAME=VALUE with an integer VALUE, got {text!r}")
     return name, int(value)
+
+
+def _crop_arg(text: str) -> tuple[int, int, int, int]:
+    parts = text.split(",")
+    if (
+        len(parts) != 4
+        or not all(p.strip().isdigit() for p in parts)
+        or int(parts[2]) < 1
+        or int(parts[3]) < 1
+    ):
+        raise argparse.ArgumentTypeError(f"expected X,Y,WIDTH,HEIGHT in whole pixels, got {text!r}")
+    return tuple(int(p) for p in parts)  # type: ignore[return-value]
 
 
 def _measures_arg(text: str) -> list[str]:
@@ -105,14 +118,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=None, help="training epochs (default: the demo's own)")
     p.add_argument("--seed", type=int, default=0)
 
-    p = sub.add_parser("measure", help="thickness, pennation angle and fascicle length of images, pretrained")
-    p.add_argument("paths", nargs="+", type=Path, help="image files and/or folders of images")
-    p.add_argument("--out", type=Path, required=True, help="folder for measurements.csv, masks and overlays")
+    p = sub.add_parser(
+        "measure", help="thickness, pennation angle and fascicle length of images and videos, pretrained"
+    )
+    p.add_argument(
+        "paths", nargs="+", type=Path, help="images, DICOM (single or cine), videos (mp4/avi/mov), folders"
+    )
+    p.add_argument(
+        "--out", type=Path, required=True, help="folder for measurements.csv/.xlsx, report.html, overlays"
+    )
     calibration = p.add_mutually_exclusive_group()
     calibration.add_argument("--spacing", type=float, help="pixel spacing in mm (the file's own wins)")
     calibration.add_argument("--depth", type=float, help="imaged depth in mm, as the scanner shows it")
     p.add_argument("--bundle", type=Path, help="a trained bundle folder (default: the shipped weights)")
-    p.add_argument("--no-overlay", action="store_true", help="skip the overlay pictures")
+    p.add_argument("--no-overlay", action="store_true", help="skip the overlay pictures and videos")
+    p.add_argument("--step", type=int, default=1, help="measure every n-th frame of loops and videos")
+    p.add_argument(
+        "--crop",
+        type=_crop_arg,
+        metavar="X,Y,W,H",
+        help="the ultrasound picture's box in pixels (default: found in each screen capture)",
+    )
 
     p = sub.add_parser("bundle", help="the bundles this package ships: list them, or write one out")
     bundle_sub = p.add_subparsers(dest="bundle_command", required=True)
@@ -168,6 +194,8 @@ def run(args: argparse.Namespace) -> None:
             depth=args.depth,
             bundle=args.bundle,
             overlays=not args.no_overlay,
+            step=args.step,
+            crop=args.crop,
         )
     elif args.command == "bundle":
         _run_bundle_command(args)

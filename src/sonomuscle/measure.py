@@ -1,44 +1,50 @@
-"""``sonomuscle measure``: muscle architecture of images and folders with a trained bundle, no training.
+"""``sonomuscle measure``: muscle architecture of images, folders, cine loops and videos with a trained bundle.
 
 Runs the bundle's own ``inference.json`` (network, transforms, measures and overlays; no second copy of
-the pipeline) over a datalist made from the given paths. Each image is calibrated in this order of trust,
-recorded in the ``calibration`` column: the file's own (DICOM ultrasound regions); ``--spacing`` (mm per
-pixel); ``--depth`` (the imaged depth the scanner displays, over the rows of the ultrasound picture found
-by :func:`sonomuscle.transforms.crop.ultrasound_area`); otherwise none, and lengths are in pixels. A path
-that cannot be measured is reported on one line and skipped; the others are measured. A ``flags`` column
-says which results to check by eye (:mod:`sonomuscle.measures.plausibility`).
+the pipeline) over a datalist made from the given paths; videos and multi-frame DICOMs are measured frame
+by frame (every ``step``-th). Calibration, in this order of trust, is recorded per result in the
+``calibration`` column: the file's own (DICOM ultrasound regions); ``--spacing`` (mm per pixel);
+``--depth`` (the imaged depth the scanner displays, over the rows of the ultrasound picture); otherwise
+none, and lengths are in pixels. The ultrasound picture is cropped out of a screen capture automatically
+(:mod:`sonomuscle.transforms.crop`), or to the ``--crop`` box (which ``--depth`` then measures). A file or frame that cannot be measured is reported on one line and
+skipped; the others are measured. Over the frames of a loop each measure is also smoothed without lag
+(:mod:`sonomuscle.measures.temporal`). A ``flags`` column says which results to check by eye
+(:mod:`sonomuscle.measures.plausibility`, plus jumps between frames).
+
+Outputs in ``out``: ``measurements.csv``, ``measurements.xlsx`` (a sheet for the images, one per loop,
+and a summary), overlays (JPEG per image, mp4 per loop), a time-course plot per loop and ``report.html``.
 """
 
 from __future__ import annotations
 
+import html
+import logging
 import os
+import re
 import sys
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 
 from sonomuscle.bundle import run_config
-from sonomuscle.data.readers import SUPPORTED_SUFFIXES, UltrasoundImage, read_ultrasound, suffix_of
+from sonomuscle.data.frames import VIDEO_SUFFIXES
+from sonomuscle.data.readers import SUPPORTED_SUFFIXES, stem_of, suffix_of
 from sonomuscle.errors import InputError
+from sonomuscle.evaluation.report import embedded_figure, write_page
 from sonomuscle.handlers.architecture import MEASURES
-from sonomuscle.io import atomic_write_json, atomic_write_rows, atomic_write_with
+from sonomuscle.io import atomic_write_json, atomic_write_with
 from sonomuscle.measures.plausibility import quality_flags
-from sonomuscle.transforms.crop import ultrasound_area
+from sonomuscle.measures.temporal import smooth_series
 from sonomuscle.workflows import bundle_dir
 
 DEFAULT_BUNDLE = "muscle_architecture_2d"
-# picked up from folders so that each gets its "not measured" line instead of passing unnoticed
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mov")
-
-
-@dataclass(frozen=True)
-class Calibration:
-    """Pixel spacing in mm for the datalist (None: the file's own or none) and where it came from."""
-
-    spacing: tuple[float, float] | None
-    source: str  # "file", "spacing", "depth" or "none"
+TIME_MEASURES = ("thickness", "pennation_angle", "fascicle_length")  # smoothed and plotted over a loop
+TEXT_COLUMNS = ("image", "fascicle_direction", "units", "qc", "error", "calibration")
+STREAM_LOGGER = "sonomuscle.data.stream"
 
 
 def measure(
@@ -48,89 +54,202 @@ def measure(
     depth: float | None = None,
     bundle: str | os.PathLike | None = None,
     overlays: bool = True,
+    step: int = 1,
+    crop: tuple[int, int, int, int] | None = None,
 ) -> Path:
-    """Measure every 2D image in ``paths`` (files or folders); returns ``out/measurements.csv``."""
+    """Measure every 2D image, cine loop and video in ``paths`` (files or folders); returns the CSV's path."""
     for name, value in (("--spacing", spacing), ("--depth", depth)):
         if value is not None and not (np.isfinite(value) and value > 0):
             raise InputError(None, f"{name} must be a positive number of mm, got {value}")
+    if step < 1:
+        raise InputError(None, f"--step must be ≥ 1, got {step}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    cases, calibrations = [], {}
-    for path in _files(paths):
-        try:
-            calibration = calibrate(_read_2d(path), spacing, depth)
-        except InputError as err:
-            print(f"sonomuscle measure: skipped {err}", file=sys.stderr)
-            continue
-        cases.append({"image": str(path)} | _spacing_entry(calibration))
-        calibrations[str(path)] = calibration.source
-    if not cases:
-        raise InputError(None, "nothing to measure: no readable 2D image among the given paths")
-    datalist = atomic_write_json(out / "measure_datalist.json", {"test": cases})
-    run_config(
-        Path(bundle) if bundle else bundle_dir(DEFAULT_BUNDLE),
-        "inference",
-        datalist=str(datalist),
-        data_split="test",
-        input_dir=None,
-        output_dir=str(out),
-        save_overlay=overlays,
+    files = _files(paths)
+    if not files:
+        raise InputError(None, "nothing to measure: no image or video among the given paths")
+    entry = {"spacing": [spacing, spacing]} if spacing else {"depth": depth} if depth else {}
+    if crop is not None:
+        entry["crop"] = list(crop)
+    datalist = atomic_write_json(
+        out / "measure_datalist.json", {"test": [{"image": str(f), **entry} for f in files]}
     )
     table = out / "measurements.csv"
-    rows = pd.read_csv(table, dtype=str, keep_default_na=False)  # rewritten as read, plus one column
-    rows["calibration"] = rows["image"].map(calibrations)
-    rows["flags"] = ["; ".join(quality_flags(row)) for row in rows.to_dict("records")]
-    atomic_write_rows(table, rows.to_dict("records"))
+    table.unlink(missing_ok=True)  # a previous run's rows must not pass for this run's
+    with _skipped_inputs() as skipped:
+        run_config(
+            Path(bundle) if bundle else bundle_dir(DEFAULT_BUNDLE),
+            "inference",
+            datalist=str(datalist),
+            data_split="test",
+            input_dir=None,
+            output_dir=str(out),
+            save_overlay=overlays,
+            frame_step=step,
+        )
+    for reason in skipped:
+        print(f"sonomuscle measure: skipped {reason}", file=sys.stderr)
+    if not table.is_file():
+        raise InputError(None, "nothing could be measured: every input was skipped (reasons above)")
+    rows = with_time_courses(_read_rows(table))
+    rows["flags"] = [
+        "; ".join(filter(None, [*quality_flags(row), row["jumps"]])) for row in rows.to_dict("records")
+    ]
+    rows = rows.drop(columns="jumps")
+    atomic_write_with(table, lambda p: rows.to_csv(p, index=False, float_format="%.5g"))
     write_workbook(rows, out / "measurements.xlsx")
-    _report(rows, len(cases), table)
+    write_measure_report(rows, skipped, out)
+    _report(rows, table)
     return table
 
 
+def with_time_courses(rows: pd.DataFrame) -> pd.DataFrame:
+    """Rows of loops get ``<measure>_smoothed`` columns, and ``jumps`` names the measures that jumped."""
+    rows = rows.copy()
+    rows["jumps"] = ""
+    if "frame" not in rows:
+        return rows
+    for measure in TIME_MEASURES:
+        rows[f"{measure}_smoothed"] = np.nan
+    for _, loop in rows[rows["frame"].notna()].groupby("image", sort=False):
+        loop = loop.sort_values("frame")
+        for measure in TIME_MEASURES:
+            smoothed, jumps = smooth_series(loop["time_s"].to_numpy(), loop[measure].to_numpy())
+            rows.loc[loop.index, f"{measure}_smoothed"] = smoothed
+            jumped = loop.index[jumps]
+            rows.loc[jumped, "jumps"] = rows.loc[jumped, "jumps"].map(
+                lambda text, m=measure: "; ".join(filter(None, [text, f"{m.replace('_', ' ')} jumped"]))
+            )
+    return rows
+
+
 def write_workbook(rows: pd.DataFrame, path: Path) -> Path:
-    """``images`` (the CSV's rows) and ``summary`` (per unit and measure: n, mean, SD, median, range, and
-    how many of the images are flagged) sheets; pixels and millimetres are never pooled."""
-    images = rows.copy()
-    images[list(MEASURES)] = images[list(MEASURES)].apply(pd.to_numeric, errors="coerce")
-    measured = images[images["error"] == ""]
-    summary = (
-        measured.melt(id_vars="units", value_vars=list(MEASURES), var_name="measure")
-        .groupby(["units", "measure"], sort=False)["value"]
-        .agg(n="count", mean="mean", sd="std", median="median", min="min", max="max")
-        .reset_index()
-    )
-    summary["images_flagged"] = summary["units"].map(
-        measured.groupby("units")["flags"].agg(lambda flags: (flags != "").sum())
-    )
+    """``images`` (rows of still images), one sheet per loop (its frames) and ``summary`` (per source and
+    unit: n, mean, SD, median, range of each measure, and how many results are flagged); pixels and
+    millimetres are never pooled, nor are different loops."""
+    is_frame = rows["frame"].notna() if "frame" in rows else pd.Series(False, index=rows.index)
+    sheets = {"images": rows[~is_frame].dropna(axis=1, how="all")} if (~is_frame).any() else {}
+    for source, loop in rows[is_frame].groupby("image", sort=False):
+        sheets[_sheet_name(stem_of(source), sheets)] = loop.sort_values("frame")
+    sheets["summary"] = summary_table(rows)
 
     def write(target: Path) -> None:
         with pd.ExcelWriter(target, engine="openpyxl") as book:
-            images.to_excel(book, sheet_name="images", index=False)
-            summary.to_excel(book, sheet_name="summary", index=False)
+            for name, sheet in sheets.items():
+                sheet.to_excel(book, sheet_name=name, index=False)
 
     return atomic_write_with(path, write)
 
 
-def calibrate(image: UltrasoundImage, spacing: float | None, depth: float | None) -> Calibration:
-    """The most trusted calibration available for one image (see the module docstring)."""
-    if image.spacing is not None:
-        return Calibration(None, "file")
-    if spacing is not None:
-        return Calibration((spacing, spacing), "spacing")
-    if depth is not None:
-        mm = depth / picture_rows(image.array)
-        return Calibration((mm, mm), "depth")
-    return Calibration(None, "none")
+def summary_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per source (``images`` or a loop's file name), unit and measure: count, mean, SD, median, range."""
+    measured = rows[rows["error"] == ""].copy()
+    loop = measured["frame"].notna() if "frame" in measured else pd.Series(False, index=measured.index)
+    measured["source"] = np.where(loop, measured["image"].map(lambda p: Path(p).name), "images")
+    summary = (
+        measured.melt(id_vars=["source", "units"], value_vars=list(MEASURES), var_name="measure")
+        .groupby(["source", "units", "measure"], sort=False)["value"]
+        .agg(n="count", mean="mean", sd="std", median="median", min="min", max="max")
+        .reset_index()
+    )
+    flagged = measured.groupby(["source", "units"])["flags"].agg(lambda flags: int((flags != "").sum()))
+    summary["results_flagged"] = [
+        flagged[(s, u)] for s, u in zip(summary["source"], summary["units"], strict=True)
+    ]
+    return summary
 
 
-def picture_rows(array: np.ndarray) -> int:
-    """Rows (depth axis, spatial axis 1 of an (X, Y) image) of the ultrasound picture in a screen capture."""
-    span = float(array.max() - array.min()) or 1.0
-    rows = np.flatnonzero(ultrasound_area(((array - array.min()) / span)[None])[0].any(axis=0))
-    return int(rows[-1] - rows[0] + 1)
+def write_measure_report(rows: pd.DataFrame, skipped: list[str], out: Path) -> Path:
+    """``report.html``: what was measured, the summary, each loop's time course, flagged results, skipped inputs."""
+    n_flagged = int((rows["flags"] != "").sum())
+    parts = [
+        "<h1>Muscle architecture</h1>",
+        f"<p>{int((rows['error'] == '').sum())} of {len(rows)} result(s) measured, {n_flagged} flagged for a "
+        f"look at the overlay, {len(skipped)} input(s) skipped. Calibration: "
+        + ", ".join(f"{n} {html.escape(c)}" for c, n in rows["calibration"].value_counts().items())
+        + " (lengths in pixels where it is <em>none</em>).</p>",
+        "<h2>Summary</h2>",
+        summary_table(rows).to_html(index=False, na_rep="–", float_format="{:.3g}".format),
+    ]
+    if "frame" in rows:
+        for source, loop in rows[rows["frame"].notna()].groupby("image", sort=False):
+            figure = time_course_figure(loop.sort_values("frame"), Path(source).name)
+            atomic_write_with(
+                out / f"{stem_of(source)}_timecourse.png", lambda p, f=figure: f.savefig(p, dpi=90)
+            )
+            parts += [f"<h2>{html.escape(Path(source).name)}</h2>", embedded_figure(figure)]
+    flagged = rows[rows["flags"] != ""]
+    columns = [c for c in ("image", "frame", "flags") if c in rows]
+    parts += [
+        f"<h2>Flagged results ({len(flagged)})</h2>",
+        flagged[columns].to_html(index=False, na_rep="") if len(flagged) else "<p>None.</p>",
+        f"<h2>Skipped inputs ({len(skipped)})</h2>",
+        "<ul>" + "".join(f"<li>{html.escape(r)}</li>" for r in skipped) + "</ul>"
+        if skipped
+        else "<p>None.</p>",
+    ]
+    return write_page(out / "report.html", "sonomuscle measure", parts)
+
+
+def time_course_figure(loop: pd.DataFrame, title: str) -> Figure:
+    """Each measure over time: per-frame values (dots), smoothed (line), flagged frames (red crosses)."""
+    fig = Figure(figsize=(10, 7), layout="constrained")
+    axes = fig.subplots(len(TIME_MEASURES), 1, sharex=True)
+    units = loop["units"].iloc[0]
+    flagged = loop["flags"] != ""
+    for ax, measure in zip(axes, TIME_MEASURES, strict=True):
+        ax.plot(loop["time_s"], loop[measure], ".", color="0.6", label="per frame")
+        ax.plot(loop["time_s"], loop[f"{measure}_smoothed"], "-", color="tab:blue", label="smoothed")
+        ax.plot(loop["time_s"][flagged], loop[measure][flagged], "x", color="tab:red", label="flagged")
+        unit = "°" if measure == "pennation_angle" else units
+        ax.set_ylabel(f"{measure.replace('_', ' ')} ({unit})")
+    axes[0].set_title(f"{title}: measures over time")
+    axes[0].legend(loc="best", fontsize="small")
+    axes[-1].set_xlabel("time (s)")
+    return fig
+
+
+def _read_rows(table: Path) -> pd.DataFrame:
+    rows = pd.read_csv(table, dtype={c: str for c in TEXT_COLUMNS})
+    for column in TEXT_COLUMNS:
+        if column in rows:
+            rows[column] = rows[column].fillna("")
+    return rows
+
+
+def _sheet_name(stem: str, taken: dict) -> str:
+    """An Excel sheet name (≤ 31 characters, none of []:*?/\\) not yet taken."""
+    base = re.sub(r"[\[\]:*?/\\]", "_", stem)[:28] or "loop"
+    name, n = base, 1
+    while name in taken:
+        n += 1
+        name = f"{base}~{n}"
+    return name
+
+
+@contextmanager
+def _skipped_inputs() -> Iterator[list[str]]:
+    """The reasons the input stream skipped files or frames during the block (kept off the log)."""
+    reasons: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            reasons.append(record.getMessage().removeprefix("skipped "))
+
+    logger = logging.getLogger(STREAM_LOGGER)
+    handler, propagate = Collect(logging.WARNING), logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        yield reasons
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
 
 
 def _files(paths: list[str | os.PathLike]) -> list[Path]:
-    """Files as given, and the image files in given folders (sorted), each once; a missing path is reported."""
+    """Files as given, and the image and video files in given folders (sorted), each once; a missing path
+    is reported."""
     files: dict[Path, None] = {}
     for path in map(Path, paths):
         if path.is_dir():
@@ -147,29 +266,17 @@ def _files(paths: list[str | os.PathLike]) -> list[Path]:
     return list(files)
 
 
-def _read_2d(path: Path) -> UltrasoundImage:
-    image = read_ultrasound(path)
-    if image.array.ndim != 2:
-        raise InputError(
-            path, f"not a 2D image (shape {image.array.shape}); cine loops and volumes are not measured"
-        )
-    return image
-
-
-def _spacing_entry(calibration: Calibration) -> dict:
-    return {} if calibration.spacing is None else {"spacing": list(calibration.spacing)}
-
-
-def _report(rows: pd.DataFrame, n_cases: int, table: Path) -> None:
+def _report(rows: pd.DataFrame, table: Path) -> None:
     """What a user needs to read next: how many were measured, where, and whether lengths are pixels."""
     measured = int((rows["error"] == "").sum())
-    print(f"sonomuscle measure: {measured} of {n_cases} image(s) measured → {table}")
+    print(f"sonomuscle measure: {measured} of {len(rows)} result(s) measured → {table}")
+    print(f"sonomuscle measure: report → {table.parent / 'report.html'}")
     flagged = int((rows["flags"] != "").sum())
     if flagged:
         print(f"sonomuscle measure: {flagged} result(s) flagged for a look at the overlay (column `flags`)")
     uncalibrated = int((rows["calibration"] == "none").sum())
     if uncalibrated:
         print(
-            f"sonomuscle measure: {uncalibrated} image(s) without calibration: lengths are in PIXELS "
+            f"sonomuscle measure: {uncalibrated} result(s) without calibration: lengths are in PIXELS "
             "(give --spacing MM or --depth MM)"
         )

@@ -15,10 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
-from monai.data import ITKReader, NibabelReader, PILReader
+from monai.data import ITKReader, MetaTensor, NibabelReader, PILReader
 from monai.data.image_reader import ImageReader, _copy_compatible_dict, _stack_images
 from monai.data.utils import affine_to_spacing, is_no_channel
-from monai.utils import MetaKeys, ensure_tuple
+from monai.transforms import EnsureChannelFirst
+from monai.utils import ImageMetaKey, MetaKeys, ensure_tuple
 from PIL import Image
 from pydicom.pixels import apply_modality_lut
 
@@ -255,3 +256,13 @@ class UltrasoundImageReader(ImageReader):
             arrays.append(image.array)
             _copy_compatible_dict(header, meta)
         return _stack_images(arrays, meta), meta
+
+
+def decoded_tensor(image: UltrasoundImage) -> MetaTensor:
+    """A decoded image (e.g. a video frame) as the channel-first float32 MetaTensor ``LoadImaged`` makes of
+    a file."""
+    array, meta = UltrasoundImageReader().get_data(image)
+    array = array.astype(np.float32, copy=False)
+    meta[ImageMetaKey.FILENAME_OR_OBJ] = str(image.path)
+    tensor = MetaTensor.ensure_torch_and_prune_meta(array, meta)
+    return EnsureChannelFirst()(tensor, meta_dict=meta)

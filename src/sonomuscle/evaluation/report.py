@@ -92,19 +92,26 @@ def write_report(
         for row in agreement_table.itertuples(index=False):
             group = evaluated[evaluated["label"] == row.label]
             pred, ref = group[f"{row.measure}_pred"], group[f"{row.measure}_ref"]
-            parts.append(_img(_agreement_figure(pred, ref, row.units, title=f"{row.label} {row.measure}")))
+            parts.append(
+                embedded_figure(_agreement_figure(pred, ref, row.units, title=f"{row.label} {row.measure}"))
+            )
     if overlays:
         parts.append(
             "<h2>Lowest-Dice cases</h2><p>Reference outline in green, prediction outline in red.</p>"
         )
-        parts += [_img(_overlay_figure(*overlay)) for overlay in overlays]
+        parts += [embedded_figure(_overlay_figure(*overlay)) for overlay in overlays]
     table = problems(cases)
     parts += [
         f"<h2>Problems ({len(table)})</h2>",
         table.to_html(index=False) if len(table) else "<p>None: every case was evaluated.</p>",
     ]
+    return write_page(path, "sonomuscle evaluation", parts)
+
+
+def write_page(path: Path, title: str, parts: Sequence[str]) -> Path:
+    """One self-contained HTML page of ``parts`` (HTML snippets), written atomically."""
     page = (
-        '<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>sonomuscle evaluation</title><style>'
+        f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{html.escape(title)}</title><style>'
         "body{font-family:sans-serif;max-width:1100px;margin:auto}table{border-collapse:collapse}"
         "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}img{max-width:100%}"
         "</style></head><body>\n" + "\n".join(parts) + "\n</body></html>\n"
@@ -147,7 +154,8 @@ def _overlay_figure(title: str, pred: np.ndarray, ref: np.ndarray, spacing: Sequ
     return fig
 
 
-def _img(fig: Figure) -> str:
+def embedded_figure(fig: Figure) -> str:
+    """An ``<img>`` with the figure inside it as PNG, titled by its first axes."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=90)
     data = base64.b64encode(buffer.getvalue()).decode("ascii")

@@ -1,15 +1,17 @@
 """Ignite handler that turns predicted aponeurosis/fascicle masks into a muscle-architecture CSV.
 
 One row per image (thickness, pennation angle, fascicle length in mm when the image's spacing is known,
-px otherwise), rewritten atomically after every iteration so the rows kept so far survive a crash. An
+px otherwise), rewritten atomically after every batch so the rows kept so far survive a crash. An
 image whose masks cannot be measured is recorded with its reason and skipped; the run goes on. With a
 ``reference_key`` (evaluation), the same measures are taken on the reference masks and the differences
 (model − reference) are added to the row. A reference channel that was not annotated (``-1``, e.g. a
 fascicle-only image) is taken from the prediction, and ``ref_source`` says so: the pennation angle of the
 reference fascicles is then measured against the predicted aponeuroses. ``trained_channels`` (saved with
 the model) leaves the measures of a channel that never saw a label empty, with the reason in ``qc``.
-``overlay_dir`` adds a colour overlay PNG per image, written with light compression (the default
-level tripled the time per image; the files are pictures to look at, not archives).
+``overlay_dir`` adds a colour overlay per image (JPEG) or per cine loop and video (mp4; see
+:mod:`sonomuscle.handlers.overlays`). Frames of a loop get ``frame`` and ``time_s`` columns; every row
+says where its calibration came from (``calibration``) and how sure the network was of each structure
+(``confidence_<structure>``: mean probability inside it, :mod:`sonomuscle.transforms.confidence`).
 """
 
 from __future__ import annotations
@@ -22,22 +24,22 @@ from pathlib import Path
 import numpy as np
 import torch
 from monai.data import MetaTensor
-from PIL import Image
 
-from sonomuscle.data.readers import load_image, stem_of
+from sonomuscle.data.frames import FRAME_KEY, TIME_KEY
 from sonomuscle.errors import InputError
+from sonomuscle.handlers.overlays import VideoOverlays, save_overlay_image
 from sonomuscle.handlers.trained_channels import TrainedChannels
 from sonomuscle.handlers.volumetric import spacing_of
-from sonomuscle.io import atomic_write_rows, atomic_write_with
+from sonomuscle.io import atomic_write_rows
 from sonomuscle.measures.architecture import measure_architecture
+from sonomuscle.transforms.confidence import CONFIDENCE
+from sonomuscle.transforms.io import CALIBRATION
 
 MEASURES = ("thickness", "thickness_mean", "pennation_angle", "fascicle_length", "n_fascicles")
 CHANNEL_NAMES = ("aponeurosis", "fascicle")
 # per channel: the measures of that structure itself, and all that need it (fascicles need aponeuroses)
 OWN_MEASURES = (("thickness", "thickness_mean"), ("pennation_angle", "fascicle_length", "n_fascicles"))
 NEEDS_CHANNEL = (MEASURES, OWN_MEASURES[1])
-# overlay colours (RGB) for channel 0 (aponeurosis) and channel 1 (fascicle)
-COLOURS = ((255, 64, 64), (64, 255, 64))
 
 
 class ArchitectureMeasurements:
@@ -56,6 +58,7 @@ class ArchitectureMeasurements:
         self.pred_key = pred_key
         self.reference_key = reference_key
         self.overlay_dir = None if overlay_dir is None else Path(overlay_dir)
+        self.videos = None if overlay_dir is None else VideoOverlays(Path(overlay_dir))
         self.trained_channels = trained_channels
         self.rows: list[dict] = []
         self.logger = logging.getLogger(__name__)
@@ -65,6 +68,8 @@ class ArchitectureMeasurements:
 
         engine.add_event_handler(Events.STARTED, lambda _: self.rows.clear())
         engine.add_event_handler(Events.ITERATION_COMPLETED, self)
+        if self.videos is not None:
+            engine.add_event_handler(Events.COMPLETED, lambda _: self.videos.close())
 
     def __call__(self, engine) -> None:
         for case in engine.state.output:
@@ -74,8 +79,14 @@ class ArchitectureMeasurements:
 
     def measure(self, pred: torch.Tensor, reference: torch.Tensor | None = None) -> dict:
         """One CSV row for one case; NaNs and an ``error`` when the masks cannot be measured."""
-        source = str(pred.meta.get("filename_or_obj", "")) if isinstance(pred, MetaTensor) else ""
+        meta = pred.meta if isinstance(pred, MetaTensor) else {}
+        source = str(meta.get("filename_or_obj", ""))
         row: dict = {"image": source}
+        if FRAME_KEY in meta:
+            row.update(frame=int(meta[FRAME_KEY]), time_s=round(float(meta[TIME_KEY]), 4))
+        row["calibration"] = meta.get(CALIBRATION, "")
+        for name, confidence in zip(CHANNEL_NAMES, meta.get(CONFIDENCE, ()), strict=False):
+            row[f"confidence_{name}"] = round(float(confidence), 3)
         spacing = _known_spacing(pred)
         try:
             row.update(self._trusted(_measures(pred, spacing)))
@@ -92,8 +103,12 @@ class ArchitectureMeasurements:
             return {**row, **{k: math.nan for k in MEASURES}, "error": str(err)}
         row["error"] = ""
         if self.overlay_dir is not None and source:
+            masks = np.asarray(pred.detach().cpu()) > 0.5
             try:
-                self._save_overlay(Path(source), pred)
+                if FRAME_KEY in meta:
+                    self.videos.add(Path(source), meta, masks)
+                else:
+                    save_overlay_image(Path(source), masks, self.overlay_dir)
             except InputError as err:  # the measures stand; only the picture is missing
                 self.logger.warning("no overlay: %s", err)
                 row["error"] = f"no overlay: {err}"
@@ -104,24 +119,10 @@ class ArchitectureMeasurements:
         untrained = self.trained_channels.untrained() if self.trained_channels is not None else []
         for name in untrained:
             channel = CHANNEL_NAMES.index(name)
-            measures.update(dict.fromkeys(NEEDS_CHANNEL[channel], math.nan))
+            measures.update(dict.fromkeys(NEEDS_CHANNEL[channel], math.nan), fascicle_direction="")
             reason = f"{name} channel never trained: its measures are left empty"
             measures["qc"] = "; ".join(filter(None, [measures["qc"], reason]))
         return measures
-
-    def _save_overlay(self, source: Path, pred: torch.Tensor) -> None:
-        grey, _ = load_image(source)
-        grey = np.asarray(grey, dtype=np.float32)
-        grey = (grey - grey.min()) / max(float(np.ptp(grey)), 1e-6) * 255
-        rgb = np.repeat(grey[..., None], 3, axis=-1)
-        masks = np.asarray(pred.detach().cpu()) > 0.5
-        for mask, colour in zip(masks, COLOURS, strict=False):
-            rgb[mask] = 0.4 * rgb[mask] + 0.6 * np.asarray(colour)
-        picture = Image.fromarray(rgb.astype(np.uint8).transpose(1, 0, 2))  # (X, Y) → rows = depth
-        atomic_write_with(
-            self.overlay_dir / f"{stem_of(source)}_overlay.png",
-            lambda p: picture.save(p, "PNG", compress_level=1),
-        )
 
 
 def _known_spacing(tensor: torch.Tensor) -> tuple[float, float] | None:
@@ -145,6 +146,6 @@ def _fill_unannotated(reference: torch.Tensor, pred: torch.Tensor) -> tuple[torc
 def _measures(masks: torch.Tensor, spacing: tuple[float, float] | None) -> dict:
     """Architecture measures of a ``(2, X, Y)`` aponeurosis/fascicle mask pair."""
     masks = np.asarray(masks.detach().cpu()) > 0.5
-    result = measure_architecture(masks[0].astype(np.uint8), masks[1].astype(np.uint8), spacing)
+    result = measure_architecture(masks[0], masks[1], spacing)
     row = result.as_row()
-    return {**{k: row[k] for k in MEASURES}, "units": row["units"], "qc": row["qc"]}
+    return {**{k: row[k] for k in MEASURES}, **{k: row[k] for k in ("fascicle_direction", "units", "qc")}}

@@ -1,32 +1,45 @@
-"""Where the ultrasound picture is inside a screen capture, as a foreground for MONAI's ``CropForegroundd``.
+"""Where the ultrasound picture is inside a screen capture, and the crop to it that the 2D pipeline makes.
 
-Exported frames often put a small B-mode picture inside a wide black canvas (and scale ticks, text or a
-depth bar beside it). Resizing the whole canvas to the network size wastes most of the input on black and
-thins every aponeurosis; cropping to the picture first keeps its detail. A row or column belongs to the
-picture when enough of its pixels are lit, so isolated ticks and short labels do not widen the crop.
-Use it as ``CropForegroundd(..., select_fn=ultrasound_area)``; ``Invertd`` pads outputs back.
+Exported frames often put a small B-mode picture inside a wide canvas (black, or a scanner's grey user
+interface) with scale ticks, text, a depth bar or a colour bar beside it. Resizing the whole canvas to the
+network size wastes most of the input and thins every aponeurosis; cropping to the picture first keeps its
+detail. The canvas colour is the most common grey level on the image border; a pixel is lit when it differs
+from it. A row or column belongs to the picture when enough of its pixels are lit, so isolated ticks and
+short labels do not widen the crop, and only the longest run of such rows (columns) is kept, so a colour
+bar or a text block apart from the picture is left out. ``CropUltrasoundd`` applies it, or a box the user
+gives instead; ``Invertd`` pads outputs back.
 """
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Mapping, Sequence
+
 import numpy as np
 import torch
-from monai.config import NdarrayOrTensor
+from monai.config import KeysCollection, NdarrayOrTensor
+from monai.data import MetaTensor
+from monai.transforms import CropForegroundd
+from monai.utils import ImageMetaKey
 
-LIT = 0.03  # grey level (image scaled to [0, 1]) above which a pixel shows tissue rather than canvas
-MIN_LIT_FRACTION = 0.05  # of a row or column, for it to be part of the picture
+from sonomuscle.errors import InputError
+
+LIT = 0.03  # difference from the canvas grey level (image scaled to [0, 1]) that marks tissue
+MIN_LIT_FRACTION = 0.15  # of a row or column, for it to be part of the picture
+MAX_GAP_FRACTION = 0.02  # of the axis length: a gap this short inside the picture (a dark band) is bridged
+CANVAS_LEVELS = 64  # grey levels the border is binned into to find the canvas colour
 
 
 def ultrasound_area(
     image: NdarrayOrTensor, lit: float = LIT, min_lit_fraction: float = MIN_LIT_FRACTION
 ) -> NdarrayOrTensor:
-    """Boolean mask, the shape of ``image`` (channel first), of the box spanned by well-lit rows and columns.
+    """Boolean mask, the shape of ``image`` (channel first, scaled to [0, 1]), of the picture's box.
 
     Every spatial axis is treated alike: an index along it is kept when at least ``min_lit_fraction`` of
-    the pixels in its slice are above ``lit``. An image with no such slice is kept whole.
+    the pixels in its slice are lit, and the longest run of kept indices (gaps up to ``MAX_GAP_FRACTION``
+    bridged) spans the picture. An image with no such slice is kept whole.
     """
-    pixels = torch.as_tensor(image)
-    lit_pixels = (pixels.amax(dim=0) > lit).float()
+    pixels = torch.as_tensor(image).amax(dim=0)
+    lit_pixels = ((pixels - _canvas_level(pixels)).abs() > lit).float()
     spatial = lit_pixels.ndim
     keep = torch.ones_like(lit_pixels, dtype=torch.bool)
     for axis in range(spatial):
@@ -36,6 +49,77 @@ def ultrasound_area(
             break
         shape = [1] * spatial
         shape[axis] = -1
-        keep = keep & along.view(shape)
-    mask = keep[None].expand(pixels.shape)
+        keep = keep & _longest_run(along.numpy()).view(shape)
+    mask = keep[None].expand(torch.as_tensor(image).shape)
     return mask.numpy() if isinstance(image, np.ndarray) else mask
+
+
+def picture_rows(array: np.ndarray) -> int:
+    """Rows (depth axis, spatial axis 1 of an (X, Y) image) of the ultrasound picture in a screen capture."""
+    span = float(array.max() - array.min()) or 1.0
+    rows = np.flatnonzero(ultrasound_area(((array - array.min()) / span)[None])[0].any(axis=0))
+    return int(rows[-1] - rows[0] + 1)
+
+
+class CropUltrasoundd(CropForegroundd):
+    """``CropForegroundd`` to the ultrasound picture (:func:`ultrasound_area`) or, when the data holds one
+    under ``box_key``, to a user's box ``[x, y, width, height]`` in pixels of the file (x from the left,
+    y from the top, as image viewers show them)."""
+
+    def __init__(
+        self, keys: KeysCollection, source_key: str, box_key: str = "crop", allow_missing_keys: bool = False
+    ) -> None:
+        super().__init__(
+            keys,
+            source_key,
+            select_fn=ultrasound_area,
+            allow_smaller=True,
+            allow_missing_keys=allow_missing_keys,
+        )
+        self.box_key = box_key
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor], lazy: bool | None = None) -> dict:
+        if data.get(self.box_key) is None:
+            return super().__call__(data, lazy)
+        d = dict(data)
+        start, end = box_corners(d[self.box_key], d[self.source_key])
+        lazy_ = self.lazy if lazy is None else lazy
+        for key, mode in self.key_iterator(d, self.mode):
+            d[key] = self.cropper.crop_pad(img=d[key], box_start=start, box_end=end, mode=mode, lazy=lazy_)
+        return d
+
+
+def box_corners(box: Sequence[float], image: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end (X, Y) of a ``[x, y, width, height]`` box, checked to lie inside the channel-first image."""
+    source = image.meta.get(ImageMetaKey.FILENAME_OR_OBJ) if isinstance(image, MetaTensor) else None
+    values = np.asarray(box, dtype=float).ravel()
+    size = np.asarray(image.shape[1:])
+    if len(values) != 4 or not np.isfinite(values).all() or (values != np.round(values)).any():
+        raise InputError(source, f"crop box must be four whole numbers x,y,width,height; got {list(box)}")
+    start, extent = values[:2].astype(int), values[2:].astype(int)
+    if (start < 0).any() or (extent < 1).any() or (start + extent > size).any():
+        raise InputError(
+            source,
+            f"crop box x,y,width,height = {values.astype(int).tolist()} does not fit the image ({size[0]}×{size[1]} pixels)",
+        )
+    return start, start + extent
+
+
+def _canvas_level(pixels: torch.Tensor) -> float:
+    """The most common grey level (bin centre) on the border of an image scaled to [0, 1]."""
+    border = torch.cat([pixels.movedim(axis, 0)[[0, -1]].flatten() for axis in range(pixels.ndim)])
+    counts = torch.bincount(
+        (border.clamp(0, 1) * (CANVAS_LEVELS - 1)).round().long(), minlength=CANVAS_LEVELS
+    )
+    return float(torch.argmax(counts)) / (CANVAS_LEVELS - 1)
+
+
+def _longest_run(kept: np.ndarray) -> torch.Tensor:
+    """``kept`` reduced to its longest run of True, gaps of up to ``MAX_GAP_FRACTION`` of its length bridged."""
+    indices = np.flatnonzero(kept)
+    breaks = np.flatnonzero(np.diff(indices) > max(1, round(MAX_GAP_FRACTION * len(kept))))
+    starts, ends = np.r_[indices[0], indices[breaks + 1]], np.r_[indices[breaks], indices[-1]]
+    longest = int(np.argmax(ends - starts))
+    run = np.zeros(len(kept), dtype=bool)
+    run[starts[longest] : ends[longest] + 1] = True
+    return torch.from_numpy(run)

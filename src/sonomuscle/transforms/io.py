@@ -1,24 +1,30 @@
-"""Dictionary transforms that sit right after loading: datalist spacing into the affine, input checks.
+"""Dictionary transforms that sit at loading: decoded frames passed through, datalist calibration into the
+affine, input checks.
 
-Both run in the deterministic part of a pipeline, so a bad case fails once, while caching, with a
+They run in the deterministic part of a pipeline, so a bad case fails once, while caching, with a
 message that names its file (see docs/CONVENTIONS.md, "Errors").
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 
 import numpy as np
 import torch
 from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.data.utils import affine_to_spacing
-from monai.transforms import MapTransform, Transform
+from monai.transforms import LoadImaged, MapTransform, Transform
 from monai.utils import ImageMetaKey, MetaKeys
 
+from sonomuscle.data.frames import FRAME_KEY
+from sonomuscle.data.readers import UltrasoundImageReader, decoded_tensor, read_ultrasound
 from sonomuscle.errors import InputError
+from sonomuscle.transforms.crop import box_corners, picture_rows
 
 SPACING_KNOWN = "spacing_known"  # meta key set by sonomuscle.data.readers.UltrasoundImageReader
+# meta key set by SetSpacingd: where the spacing came from, "file", "spacing", "depth" or "none"
+CALIBRATION = "calibration"
 
 
 def _source(data: Mapping[Hashable, object], key: Hashable) -> str:
@@ -28,25 +34,60 @@ def _source(data: Mapping[Hashable, object], key: Hashable) -> str:
     return str(meta.get(ImageMetaKey.FILENAME_OR_OBJ, key))
 
 
+class LoadUltrasoundd(LoadImaged):
+    """``LoadImaged`` for ultrasound: :class:`UltrasoundImageReader` only, channel first, float32; frames
+    already decoded (MetaTensors from :func:`sonomuscle.data.frames.read_frames`) pass through.
+
+    Only the ultrasound reader is tried: ``LoadImage`` would fall back to MONAI's other readers when it
+    fails and bury the file's one-line problem in "cannot find a suitable reader"; here the reader's
+    :class:`~sonomuscle.errors.InputError` reaches the user. Images and frames share one pipeline.
+    """
+
+    def __init__(self, keys: KeysCollection, mask: bool = False, allow_missing_keys: bool = False) -> None:
+        super().__init__(
+            keys,
+            reader=UltrasoundImageReader(mask=mask),
+            image_only=True,
+            ensure_channel_first=True,
+            allow_missing_keys=allow_missing_keys,
+        )
+        self.mask = mask
+
+    def __call__(self, data: Mapping[Hashable, object], reader=None) -> dict[Hashable, object]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            if not isinstance(d[key], MetaTensor):
+                d[key] = decoded_tensor(read_ultrasound(d[key], mask=self.mask))
+        return d
+
+
 class SetSpacingd(MapTransform):
-    """Put a datalist entry's ``"spacing"`` (mm, one value per spatial axis) into each key's affine.
+    """Calibrate each key's affine from the datalist: ``"spacing"`` (mm per pixel, one value per spatial
+    axis) or ``"depth"`` (the imaged depth in mm that scanners display, over the rows of the ultrasound
+    picture: the height of the entry's ``"crop"`` box, else found by
+    :func:`~sonomuscle.transforms.crop.picture_rows`), in that order.
 
     Only files without their own calibration (meta ``"spacing_known"`` False or absent) are changed: a
     DICOM region calibration or a NIfTI header wins over a value typed into a datalist. Both ``affine``
     and ``original_affine`` are scaled, keeping any orientation, so saved outputs carry the spacing too.
+    Meta ``"calibration"`` records the source: ``file``, ``spacing``, ``depth`` or ``none``.
     """
 
     def __init__(
-        self, keys: KeysCollection, spacing_key: str = "spacing", allow_missing_keys: bool = False
+        self,
+        keys: KeysCollection,
+        spacing_key: str = "spacing",
+        depth_key: str = "depth",
+        box_key: str = "crop",
+        allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
         self.spacing_key = spacing_key
+        self.depth_key = depth_key
+        self.box_key = box_key
 
     def __call__(self, data: Mapping[Hashable, object]) -> dict[Hashable, object]:
         d = dict(data)
-        if d.get(self.spacing_key) is None:
-            return d
-        spacing = np.asarray(d[self.spacing_key], dtype=np.float64).ravel()
         for key in self.key_iterator(d):
             image = d[key]
             if not isinstance(image, MetaTensor):
@@ -54,6 +95,11 @@ class SetSpacingd(MapTransform):
                     f"SetSpacingd needs MetaTensors from LoadImaged, got {type(image).__name__} for {key!r}"
                 )
             if image.meta.get(SPACING_KNOWN, False):
+                image.meta[CALIBRATION] = "file"
+                continue
+            spacing, source = self._spacing(d, key, image)
+            image.meta[CALIBRATION] = source
+            if spacing is None:
                 continue
             spatial_dims = image.spatial_ndim
             if len(spacing) != spatial_dims or not (spacing > 0).all():
@@ -62,12 +108,33 @@ class SetSpacingd(MapTransform):
                     f"datalist spacing {spacing.tolist()} must be {spatial_dims} positive values (mm)",
                 )
             for meta_key in (MetaKeys.AFFINE, MetaKeys.ORIGINAL_AFFINE):
-                affine = torch.as_tensor(image.meta.get(meta_key, image.affine), dtype=torch.float64).clone()
+                found = image.meta.get(meta_key, image.affine)
+                affine = torch.as_tensor(found, dtype=torch.float64).clone()
                 current = affine_to_spacing(affine, r=spatial_dims)
                 affine[:spatial_dims, :spatial_dims] *= torch.as_tensor(spacing) / current
-                image.meta[meta_key] = affine  # not the .affine setter: it would re-derive spatial_ndim
+                # not the .affine setter (it would re-derive spatial_ndim); the type kept, so that a batch of
+                # calibrated and uncalibrated images collates
+                image.meta[meta_key] = affine if isinstance(found, torch.Tensor) else affine.numpy()
             image.meta[SPACING_KNOWN] = True
         return d
+
+    def _spacing(
+        self, d: Mapping[Hashable, object], key: Hashable, image: MetaTensor
+    ) -> tuple[np.ndarray | None, str]:
+        if d.get(self.spacing_key) is not None:
+            return np.asarray(d[self.spacing_key], dtype=np.float64).ravel(), "spacing"
+        depth = d.get(self.depth_key)
+        if depth is None:
+            return None, "none"
+        if not (np.isfinite(depth) and depth > 0):
+            raise InputError(_source(d, key), f"datalist depth {depth!r} must be a positive number of mm")
+        if d.get(self.box_key) is not None:
+            start, end = box_corners(d[self.box_key], image)
+            rows = int(end[1] - start[1])
+        else:
+            rows = picture_rows(image[0].numpy())
+        mm = float(depth) / rows
+        return np.full(image.spatial_ndim, mm), "depth"
 
 
 class ValidateInputd(Transform):
@@ -126,3 +193,21 @@ class ValidateInputd(Transform):
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():
             n = int((~torch.isfinite(tensor)).sum())
             raise InputError(_source(data, key), f"{key!r} contains {n} NaN or infinite values")
+
+
+class StillImagesOnly(Transform):
+    """``transform`` for still images, skipped for frames of cine loops and videos (meta ``patch_index``).
+
+    Per-frame mask files of a video would number in the thousands and cost as much time per frame as the
+    measures; the video's overlay shows the same masks.
+    """
+
+    def __init__(self, transform: Callable, key: str = "pred") -> None:
+        self.transform = transform
+        self.key = key
+
+    def __call__(self, data: Mapping[Hashable, object]) -> Mapping[Hashable, object]:
+        item = data[self.key]
+        if isinstance(item, MetaTensor) and FRAME_KEY in item.meta:
+            return data
+        return self.transform(data)

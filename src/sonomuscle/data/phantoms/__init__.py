@@ -10,6 +10,7 @@ from sonomuscle.errors import InputError
 # task → module whose ``write_dataset(out, n, seed) -> Path`` writes it (imported only when asked for)
 PHANTOM_MODULES = {
     "architecture2d": "sonomuscle.data.phantoms.architecture2d",
+    "architecture2d-sequence": "sonomuscle.data.phantoms.architecture2d_sequence",
     "ciliary3d": "sonomuscle.data.phantoms.ciliary",
     "bladder3d": "sonomuscle.data.phantoms.bladder",
 }

@@ -10,12 +10,15 @@ Tissue from the skin down: dermis, hypoechoic subcutaneous fat with a few septa,
 aponeurosis, muscle (speckle, slow brightness variation, hyperechoic perimysium along many fascicles), the
 deep aponeurosis, then a deeper muscle and often bone with its acoustic shadow. The map goes through
 ``physics.simulate_bmode``. The fascicle mask holds short annotator-like strokes on a few visible fascicles.
+
+``make_phantom`` is ``draw_geometry`` then ``render``: the cine loops of ``architecture2d_sequence`` render one
+geometry, changed from frame to frame, with the texture of the same ``Draws.seeded`` in every frame.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +61,7 @@ class FascicleLines:
     strength: np.ndarray  # (n,) peak brightness in [0, 1]
     presence: np.ndarray  # (n, bins) visibility in [0, 1] along each line, one bin per pixel spacing
     along_start: float  # mm, the along-line coordinate of bin 0
+    pivot: np.ndarray = field(default_factory=lambda: np.zeros(2))  # mm, (x, y) where offset and along are 0
 
     def visibility(self, line: int, t: np.ndarray, spacing: float) -> np.ndarray:
         """Brightness of line ``line`` at along-line positions ``t`` (mm); 0 off the sampled range."""
@@ -95,7 +99,7 @@ class Phantom:
 
 
 @dataclass(frozen=True)
-class _Geometry:
+class Geometry:
     """Depths (mm) of the layers and the architecture lines of one phantom."""
 
     dermis: float
@@ -106,22 +110,55 @@ class _Geometry:
     deep: Line
     theta: float  # pennation angle, rad
     psi: float  # fascicle direction from +x (y down), rad
+    # None: fascicle lines laid out across the image from its corner; a point (mm): laid out around it over a
+    # disc that holds the image at any psi, so the same draws give the same lines turned (see ``_striations``)
+    pivot: tuple[float, float] | None = None
+
+
+@dataclass(frozen=True)
+class Draws:
+    """The random streams of one rendering: tissue texture, annotation, imaging (parameters and scatterers).
+
+    A single phantom draws all three from one generator, in that order. A cine frame gets three generators
+    seeded alike in every frame and whole-image scatterer draws: each draws the same numbers whatever the
+    geometry, so the frames share their texture and differ only where the geometry moved.
+    """
+
+    tissue: np.random.Generator
+    annotation: np.random.Generator
+    imaging: np.random.Generator
+    stable: bool = False  # ``stable_draws`` of ``physics.simulate_bmode``
+
+    @classmethod
+    def shared(cls, rng: np.random.Generator) -> Draws:
+        return cls(rng, rng, rng)
+
+    @classmethod
+    def seeded(cls, seed: int) -> Draws:
+        return cls(*(np.random.default_rng([seed, stream]) for stream in range(3)), stable=True)
 
 
 def make_phantom(
     rng: np.random.Generator, shape: tuple[int, int] = (256, 256), spacing: float = 0.2
 ) -> Phantom:
     """A random pennate muscle: thickness 10–25 mm, pennation 10–30°, tilted and converging aponeuroses."""
+    return render(draw_geometry(rng, shape, spacing), Draws.shared(rng), shape, spacing)
+
+
+def render(g: Geometry, draws: Draws, shape: tuple[int, int] = (256, 256), spacing: float = 0.2) -> Phantom:
+    """The B-mode image, masks and exact truth of geometry ``g``; everything random beside it from ``draws``."""
     x, y = np.meshgrid(np.arange(shape[0]) * spacing, np.arange(shape[1]) * spacing, indexing="ij")
     xc = (shape[0] - 1) / 2 * spacing
-    g = _draw_geometry(rng, xc, shape[1] * spacing)
     in_superficial_band = (y >= g.superficial.y(x) - g.band_s) & (y < g.superficial.y(x))
     in_deep_band = (y >= g.deep.y(x)) & (y < g.deep.y(x) + g.band_d)
     bands = in_superficial_band | in_deep_band
 
-    echo, lines = _tissue_map(x, y, g, bands, rng, spacing)
+    echo, lines = _tissue_map(x, y, g, bands, draws.tissue, spacing)
     direction = np.array([math.cos(g.psi), math.sin(g.psi)])
-    fascicle, lengths, traced = _annotate(lines, direction, g.superficial, g.deep, shape, spacing, rng)
+    fascicle, lengths, traced = _annotate(
+        lines, direction, g.superficial, g.deep, shape, spacing, draws.annotation
+    )
+    rng = draws.imaging
     image = simulate_bmode(
         echo,
         (spacing, spacing),
@@ -133,12 +170,13 @@ def make_phantom(
         gain_db=rng.uniform(-6.0, 0.0),
         noise_db=-80.0,
         specular_threshold=0.1,  # point reflectors in aponeuroses and bone
+        stable_draws=draws.stable,
     )
     columns = np.arange(shape[0]) * spacing
     truth = {
         "spacing_mm": float(spacing),
-        "thickness_mm": _normal_distance(xc, g.deep, g.superficial),
-        "thickness_mean_mm": float(np.mean([_normal_distance(c, g.deep, g.superficial) for c in columns])),
+        "thickness_mm": normal_distance(xc, g.deep, g.superficial),
+        "thickness_mean_mm": float(np.mean([normal_distance(c, g.deep, g.superficial) for c in columns])),
         "pennation_angle_deg": math.degrees(g.theta),
         "fascicle_length_mm": weighted_median(lengths, traced),
     }
@@ -176,8 +214,9 @@ def write_dataset(out: str | Path, n: int, seed: int) -> Path:
     return atomic_write_json(out / "datalist.json", split_cases(entries))
 
 
-def _draw_geometry(rng: np.random.Generator, xc: float, depth: float) -> _Geometry:
+def draw_geometry(rng: np.random.Generator, shape: tuple[int, int], spacing: float) -> Geometry:
     """Layer depths, aponeurosis lines (tilt ≤ 4°, convergence ≤ 3°), thickness and pennation angle."""
+    xc, depth = (shape[0] - 1) / 2 * spacing, shape[1] * spacing
     dermis = rng.uniform(0.8, 1.5)
     fat_bottom = dermis + rng.uniform(2.0, 8.0)
     band_s, band_d = rng.uniform(*BAND_RANGE_MM, size=2)
@@ -195,16 +234,16 @@ def _draw_geometry(rng: np.random.Generator, xc: float, depth: float) -> _Geomet
     deep = _deep_line(superficial, math.tan(tilt_d), xc, thickness)
     theta = math.radians(rng.uniform(*PENNATION_RANGE_DEG))
     psi = tilt_d - rng.choice([-1.0, 1.0]) * theta  # either lateral direction rises toward L_s
-    return _Geometry(dermis, fat_bottom, band_s, band_d, superficial, deep, theta, psi)
+    return Geometry(dermis, fat_bottom, band_s, band_d, superficial, deep, theta, psi)
 
 
 def _tissue_map(
-    x: np.ndarray, y: np.ndarray, g: _Geometry, bands: np.ndarray, rng: np.random.Generator, spacing: float
+    x: np.ndarray, y: np.ndarray, g: Geometry, bands: np.ndarray, rng: np.random.Generator, spacing: float
 ) -> tuple[np.ndarray, FascicleLines]:
     """Echogenicity from the skin down, and the muscle's fascicle lines (see ``_striations``)."""
     echo = np.where(y < g.dermis, _DERMIS, _FAT).astype(np.float32)
     echo = np.maximum(echo, _septa(x, y, g.dermis, g.fat_bottom, rng))
-    lines, striations = _striations(x, y, g.psi, rng, spacing)
+    lines, striations = _striations(x, y, g.psi, rng, spacing, g.pivot)
     muscle = (y >= g.superficial.y(x)) & (y < g.deep.y(x))
     echo[muscle] = (_MUSCLE * _slow_field(x.shape, rng, spacing, 0.25) + _PERIMYSIUM * striations)[muscle]
     # a deeper muscle with its own, fainter fascicles
@@ -229,7 +268,8 @@ def _deep_line(superficial: Line, slope: float, xc: float, thickness: float) -> 
     return Line(y_p - slope * xc, slope)
 
 
-def _normal_distance(x: float, deep: Line, superficial: Line) -> float:
+def normal_distance(x: float, deep: Line, superficial: Line) -> float:
+    """Thickness (mm) at lateral position ``x``: from ``L_d`` along its normal to ``L_s``."""
     r = math.hypot(1.0, deep.b)
     return float(abs(superficial.hit(np.array([x, deep.y(x)]), np.array([deep.b, -1.0]) / r)))
 
@@ -241,16 +281,29 @@ def _slow_field(shape: tuple[int, ...], rng: np.random.Generator, spacing: float
 
 
 def _striations(
-    x: np.ndarray, y: np.ndarray, psi: float, rng: np.random.Generator, spacing: float
+    x: np.ndarray,
+    y: np.ndarray,
+    psi: float,
+    rng: np.random.Generator,
+    spacing: float,
+    pivot: tuple[float, float] | None = None,
 ) -> tuple[FascicleLines, np.ndarray]:
     """Hyperechoic perimysium along parallel fascicles at direction ``psi``: thin, intermittent lines.
 
-    Returns the lines (offsets and visibility) and a [0, 1] brightness map.
+    Lines are placed across the image's extent, or with a ``pivot`` across a disc around it that holds the image
+    at any ``psi``: the number of draws then does not depend on ``psi``, and a turned ``psi`` turns the same
+    lines about the pivot. Returns the lines (offsets and visibility) and a [0, 1] brightness map.
     """
-    across = -math.sin(psi) * x + math.cos(psi) * y
-    along = math.cos(psi) * x + math.sin(psi) * y
-    start = across.min() - 3.0
-    offsets = start + np.cumsum(rng.uniform(0.7, 2.5, size=int((across.max() - start) / 0.7) + 2))
+    origin = np.zeros(2) if pivot is None else np.asarray(pivot, dtype=float)
+    across = -math.sin(psi) * (x - origin[0]) + math.cos(psi) * (y - origin[1])
+    along = math.cos(psi) * (x - origin[0]) + math.sin(psi) * (y - origin[1])
+    if pivot is None:
+        low, high, along_start, along_end = across.min(), across.max(), along.min(), along.max()
+    else:
+        radius = float(np.hypot(x - origin[0], y - origin[1]).max())
+        low, high, along_start, along_end = -radius, radius, -radius, radius
+    start = low - 3.0
+    offsets = start + np.cumsum(rng.uniform(0.7, 2.5, size=int((high - start) / 0.7) + 2))
     nearest = np.clip(np.searchsorted(offsets, across), 1, len(offsets) - 1)
     nearest = np.where(
         np.abs(across - offsets[nearest - 1]) < np.abs(across - offsets[nearest]), nearest - 1, nearest
@@ -258,12 +311,13 @@ def _striations(
     width = rng.uniform(0.12, 0.25, size=len(offsets))
     strength = rng.uniform(0.15, 1.0, size=len(offsets))
     # intermittency: each line fades in and out along its length on a few-mm scale
-    bins = np.floor((along - along.min()) / spacing).astype(int)
-    presence = gaussian_filter1d(rng.standard_normal((len(offsets), bins.max() + 1)), 2.0 / spacing, axis=1)
+    bins = np.floor((along - along_start) / spacing).astype(int)
+    n_bins = int((along_end - along_start) / spacing) + 1
+    presence = gaussian_filter1d(rng.standard_normal((len(offsets), n_bins)), 2.0 / spacing, axis=1)
     presence = np.clip(0.2 + 1.5 * presence / (presence.std() + 1e-12), 0.0, 1.0)
     profile = np.exp(-0.5 * ((across - offsets[nearest]) / width[nearest]) ** 2)
     brightness = (strength[nearest] * presence[nearest, bins] * profile).astype(np.float32)
-    return FascicleLines(offsets, strength, presence, float(along.min())), brightness
+    return FascicleLines(offsets, strength, presence, float(along_start), origin), brightness
 
 
 def _septa(x: np.ndarray, y: np.ndarray, top: float, bottom: float, rng: np.random.Generator) -> np.ndarray:
@@ -329,7 +383,7 @@ def _annotate(
             break
         if any(abs(offset - other) < 3.0 for other in chosen):
             continue
-        base = offset * normal
+        base = lines.pivot + offset * normal
         t_d, t_s = deep.hit(base, direction), superficial.hit(base, direction)
         lo, hi = sorted((t_d, t_s))
         lo, hi = lo + 1.0, hi - 1.0  # strokes stay clear of the aponeuroses

@@ -67,6 +67,7 @@ def simulate_bmode(
     noise_db: float = -65.0,
     gain_db: float = 0.0,
     return_envelope: bool = False,
+    stable_draws: bool = False,
 ) -> np.ndarray:
     """B-mode image of a 2D ``(X, Y)`` or 3D ``(X, Y, Z)`` echogenicity map, float32 in [0, 1].
 
@@ -75,6 +76,9 @@ def simulate_bmode(
     ``noise_db`` is the receiver noise and ``gain_db`` the display gain, both relative to the mean echo level
     of unit echogenicity at the skin. ``return_envelope`` gives the linear envelope (before log compression,
     in units of that level) instead of the display image; the same ``rng`` state gives the same result.
+    ``stable_draws`` draws every random field over the whole map, whatever it holds, so that one ``rng`` state
+    gives the same scatterers and noise to maps that differ (the frames of a cine loop); off, reflector signs
+    are drawn for the reflectors only, which keeps the images of earlier versions.
     """
     echo = np.asarray(echogenicity, dtype=np.float32)
     _check(echo, spacing, depth_axis)
@@ -89,7 +93,12 @@ def simulate_bmode(
     fine_step = depth_mm / refine
 
     scatterers = _scatterer_field(
-        np.repeat(echo, refine, axis=-1), rng, specular_threshold, specular_density, specular_gain
+        np.repeat(echo, refine, axis=-1),
+        rng,
+        specular_threshold,
+        specular_density,
+        specular_gain,
+        stable_draws,
     )
     pulse = _rf_pulse(centre_frequency_mhz, fractional_bandwidth, fine_step)
     rf = fftconvolve(scatterers, pulse.reshape((1,) * (echo.ndim - 1) + (-1,)), mode="same", axes=-1)
@@ -160,14 +169,16 @@ def _check(echo: np.ndarray, spacing: Sequence[float], depth_axis: int) -> None:
 
 
 def _scatterer_field(
-    echo: np.ndarray, rng: np.random.Generator, threshold: float, density: float, gain: float
+    echo: np.ndarray, rng: np.random.Generator, threshold: float, density: float, gain: float, stable: bool
 ) -> np.ndarray:
-    """Real Gaussian scatterer amplitudes (fully developed speckle) plus sparse bright specular points."""
+    """Real Gaussian scatterer amplitudes (fully developed speckle) plus sparse bright specular points.
+
+    ``stable``: a sign for every pixel, so that the number of draws does not depend on the map.
+    """
     field = rng.standard_normal(echo.shape, dtype=np.float32) * echo
     specular = (echo >= threshold) & (rng.random(echo.shape, dtype=np.float32) < density)
-    field[specular] += (
-        gain * echo[specular] * rng.choice(np.array([-1.0, 1.0], dtype=np.float32), int(specular.sum()))
-    )
+    signs = rng.choice(np.array([-1.0, 1.0], dtype=np.float32), echo.shape if stable else int(specular.sum()))
+    field[specular] += gain * echo[specular] * (signs[specular] if stable else signs)
     return field
 
 

@@ -1,0 +1,110 @@
+"""Pictures to check a result by eye: masks over the B-mode image, as PNG per image or as an mp4 per video.
+
+Drawn for every image of a batch job, so kept cheap: the grey image goes to 8 bits once, only masked
+pixels are blended, images are saved as JPEG (these are pictures to look at, not archives) and videos are
+encoded with x264's fastest preset. A video's overlay is
+written under a temporary name and published when the loop ends, so a crash leaves no half-file behind.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import av
+import numpy as np
+from PIL import Image
+
+from sonomuscle.data.frames import FRAME_KEY, read_frames
+from sonomuscle.data.readers import load_image, stem_of
+from sonomuscle.io import atomic_write_with
+
+# overlay colours (RGB) for channel 0 (aponeurosis) and channel 1 (fascicle)
+COLOURS = ((255, 64, 64), (64, 255, 64))
+MASK_WEIGHT = 0.6
+JPEG_QUALITY = 92
+
+
+def overlay_picture(grey: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """``(rows, cols, 3)`` uint8 picture of an ``(X, Y)`` grey image with ``(C, X, Y)`` boolean masks on it.
+
+    Grey levels within 0–255 are shown as they are; other ranges (16-bit DICOM) are stretched to 0–255.
+    """
+    grey = np.asarray(grey)
+    low, high = float(grey.min()), float(grey.max())
+    if low < 0 or high > 255:
+        grey = (grey - low) * (255.0 / max(high - low, 1e-6))
+    rows = grey.astype(np.uint8).T  # (X, Y) → rows = depth
+    rgb = np.empty((*rows.shape, 3), dtype=np.uint8)
+    for channel in range(3):
+        rgb[..., channel] = rows
+    pixels = rgb.reshape(-1, 3)
+    for mask, colour in zip(masks, COLOURS, strict=False):
+        inside = np.flatnonzero(mask.T)
+        pixels[inside] = ((1 - MASK_WEIGHT) * pixels[inside] + MASK_WEIGHT * np.asarray(colour)).astype(
+            np.uint8
+        )
+    return rgb
+
+
+def save_overlay_image(source: Path, masks: np.ndarray, folder: Path) -> Path:
+    """``folder/<stem>_overlay.jpg`` of an image file, written atomically (JPEG: a tenth of the time of a
+    PNG for a speckled picture, a third of the size)."""
+    grey, _ = load_image(source)
+    picture = Image.fromarray(overlay_picture(grey, masks))
+    return atomic_write_with(
+        folder / f"{stem_of(source)}_overlay.jpg", lambda p: picture.save(p, "JPEG", quality=JPEG_QUALITY)
+    )
+
+
+class VideoOverlays:
+    """``folder/<stem>_overlay.mp4`` per cine loop or video, its frames added in order as they are measured.
+
+    The grey frames are decoded again from the source (as fast as reading a PNG back), so nothing of the
+    input has to travel through the pipeline beside the network's input.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.source: Path | None = None
+
+    def add(self, source: Path, meta: dict, masks: np.ndarray) -> None:
+        if source != self.source:
+            self.close()
+            self._open(source, float(meta.get("frame_rate", 25.0)))
+        index = int(meta[FRAME_KEY])
+        for frame in self._frames:
+            if int(frame.meta[FRAME_KEY]) == index:
+                self._write(overlay_picture(frame[0].numpy(), masks))
+                return
+
+    def close(self) -> None:
+        """Finish the current video and publish it under its real name."""
+        if self.source is None:
+            return
+        for packet in self._stream.encode():
+            self._container.mux(packet)
+        self._container.close()
+        os.replace(self._tmp, self._target)
+        self.source = None
+
+    def _open(self, source: Path, rate: float) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._target = self.folder / f"{stem_of(source)}_overlay.mp4"
+        self._tmp = self.folder / f".tmp-{self._target.name}"
+        self._container = av.open(str(self._tmp), "w")
+        self._stream = self._container.add_stream(
+            "libx264", rate=round(rate) or 25, options={"preset": "ultrafast"}
+        )
+        self._stream.pix_fmt = "yuv420p"
+        self._frames = read_frames(source)
+        self._size: tuple[int, int] | None = None
+        self.source = source
+
+    def _write(self, picture: np.ndarray) -> None:
+        if self._size is None:  # x264 in yuv420p needs even sizes
+            self._size = (picture.shape[1] // 2 * 2, picture.shape[0] // 2 * 2)
+            self._stream.width, self._stream.height = self._size
+        picture = np.ascontiguousarray(picture[: self._size[1], : self._size[0]])
+        for packet in self._stream.encode(av.VideoFrame.from_ndarray(picture, format="rgb24")):
+            self._container.mux(packet)
