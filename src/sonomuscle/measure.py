@@ -130,7 +130,7 @@ def write_workbook(rows: pd.DataFrame, path: Path) -> Path:
     is_frame = rows["frame"].notna() if "frame" in rows else pd.Series(False, index=rows.index)
     sheets = {"images": rows[~is_frame].dropna(axis=1, how="all")} if (~is_frame).any() else {}
     for source, loop in rows[is_frame].groupby("image", sort=False):
-        sheets[_sheet_name(stem_of(source), sheets)] = loop.sort_values("frame")
+        sheets[_sheet_name(stem_of(source), {*sheets, "images", "summary"})] = loop.sort_values("frame")
     sheets["summary"] = summary_table(rows)
 
     def write(target: Path) -> None:
@@ -217,7 +217,7 @@ def _read_rows(table: Path) -> pd.DataFrame:
     return rows
 
 
-def _sheet_name(stem: str, taken: dict) -> str:
+def _sheet_name(stem: str, taken: set[str]) -> str:
     """An Excel sheet name (≤ 31 characters, none of []:*?/\\) not yet taken."""
     base = re.sub(r"[\[\]:*?/\\]", "_", stem)[:28] or "loop"
     name, n = base, 1
