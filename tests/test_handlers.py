@@ -15,6 +15,13 @@ from PIL import Image
 
 from sonomuscle.handlers.architecture import ArchitectureMeasurements
 from sonomuscle.handlers.learning_curve import LearningCurve
+from sonomuscle.handlers.overlays import (
+    EDGE_COLOUR,
+    FASCICLE_COLOUR,
+    draw_measures,
+    measured_figure,
+    overlay_picture,
+)
 from sonomuscle.handlers.trained_channels import TrainedChannels
 from sonomuscle.measures.architecture import measure_architecture
 
@@ -146,3 +153,18 @@ def test_unannotated_reference_aponeurosis_is_taken_from_the_prediction_for_fasc
     assert row["ref_pennation_angle"] == pytest.approx(30.0, abs=1.5)
     assert row["error_pennation_angle"] == pytest.approx(-10.0, abs=2.0)
     assert np.isnan(row["ref_thickness"]) and np.isnan(row["error_thickness"])  # not compared with itself
+
+
+def test_overlays_show_the_fitted_lines_and_the_values():
+    masks = _masks(240)
+    result = measure_architecture(masks[0], masks[1], None)
+    row = {**result.as_row(), "thickness": result.thickness}
+    picture = overlay_picture(np.full((240, 240), 80.0), masks.astype(bool))
+    drawn = draw_measures(picture, measured_figure(result, row, None, width=240))
+    edge_rows = drawn[[13, 14, 69, 70], 100]  # the deep edge of the superficial band, the top of the deep one
+    assert sum(tuple(pixel) == EDGE_COLOUR for pixel in edge_rows) >= 2
+    assert (np.all(drawn == FASCICLE_COLOUR, axis=-1)).sum() > 100  # the three fascicles, L_d to L_s
+    caption = drawn[200:, :120]
+    assert (caption.min(axis=-1) > 200).any() and (caption.max(axis=-1) < 30).any()  # white on black
+    untrained = {**row, "pennation_angle": float("nan")}  # a fascicle channel never trained: no lines
+    assert measured_figure(result, untrained, None, width=240).fascicles == []

@@ -13,29 +13,49 @@ import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from monai.data import IterableDataset
+from monai.utils import ImageMetaKey
 from torch.utils.data import get_worker_info
 
-from sonomuscle.data.frames import is_cine, read_frames
+from sonomuscle.data.frames import FRAME_KEY, is_cine, read_frames
 from sonomuscle.errors import InputError
 
 logger = logging.getLogger(__name__)
 
 
 class InferenceStream(IterableDataset):
-    """``transform`` applied to each case of ``data`` (``{"image": path, ...}``). With ``frames`` (2D
-    bundles) a cine case is expanded into every ``step``-th frame, the frame replacing the path under
-    ``"image"`` and the rest of the entry kept; 3D bundles read a multi-frame DICOM whole, as a volume."""
+    """``transform`` applied to each case of ``data`` (``{"image": path, ...}``), yielded in lists of up to
+    ``batch_size`` for the DataLoader to collate (use it with ``batch_size=None``). A list holds still images
+    or frames of one loop, never both: collation keeps only the metadata keys of a batch's first item, and a
+    frame's index and time would be lost beside a still image. With ``frames`` (2D bundles) a cine case is
+    expanded into every ``step``-th frame, the frame replacing the path under ``"image"`` and the rest of the
+    entry kept; 3D bundles read a multi-frame DICOM whole, as a volume."""
 
     def __init__(
-        self, data: Sequence[Mapping], transform: Callable, frames: bool = True, step: int = 1
+        self,
+        data: Sequence[Mapping],
+        transform: Callable,
+        frames: bool = True,
+        step: int = 1,
+        batch_size: int = 1,
     ) -> None:
         super().__init__(data=data, transform=transform)
         if step < 1:
             raise InputError(None, f"frame step must be ≥ 1, got {step}")
         self.frames = frames
         self.step = step
+        self.batch_size = batch_size
 
-    def __iter__(self) -> Iterator:
+    def __iter__(self) -> Iterator[list]:
+        batch: list = []
+        for item in self._prepared():
+            if batch and (len(batch) == self.batch_size or _loop_of(item) != _loop_of(batch[-1])):
+                yield batch
+                batch = []
+            batch.append(item)
+        if batch:
+            yield batch
+
+    def _prepared(self) -> Iterator:
         worker = get_worker_info()  # DataLoader workers share the cases out instead of each yielding all
         cases = self.data if worker is None else self.data[worker.id :: worker.num_workers]
         for case in cases:
@@ -57,6 +77,12 @@ class InferenceStream(IterableDataset):
                 yield {**case, "image": frame}
         except InputError as err:
             logger.warning("skipped %s", err)
+
+
+def _loop_of(item: Mapping) -> str | None:
+    """The file a prepared frame came from; None for a still image."""
+    meta = getattr(item["image"], "meta", {})
+    return str(meta.get(ImageMetaKey.FILENAME_OR_OBJ)) if FRAME_KEY in meta else None
 
 
 def input_error_of(err: BaseException) -> InputError | None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -27,11 +28,11 @@ from monai.data import MetaTensor
 
 from sonomuscle.data.frames import FRAME_KEY, TIME_KEY
 from sonomuscle.errors import InputError
-from sonomuscle.handlers.overlays import VideoOverlays, save_overlay_image
+from sonomuscle.handlers.overlays import VideoOverlays, draw_measures, measured_figure, save_overlay_image
 from sonomuscle.handlers.trained_channels import TrainedChannels
 from sonomuscle.handlers.volumetric import spacing_of
 from sonomuscle.io import atomic_write_rows
-from sonomuscle.measures.architecture import measure_architecture
+from sonomuscle.measures.architecture import ArchitectureResult, measure_architecture
 from sonomuscle.transforms.confidence import CONFIDENCE
 from sonomuscle.transforms.io import CALIBRATION
 
@@ -89,10 +90,11 @@ class ArchitectureMeasurements:
             row[f"confidence_{name}"] = round(float(confidence), 3)
         spacing = _known_spacing(pred)
         try:
-            row.update(self._trusted(_measures(pred, spacing)))
+            measured, result = _measures(pred, spacing)
+            row.update(self._trusted(measured))
             if reference is not None:
                 reference, borrowed = _fill_unannotated(reference, pred)
-                ref = _measures(reference, spacing)
+                ref, _ = _measures(reference, spacing)
                 for channel in borrowed:  # compared with itself: no reference for these
                     ref.update(dict.fromkeys(OWN_MEASURES[channel], math.nan))
                 row.update({f"ref_{k}": v for k, v in ref.items()})
@@ -104,11 +106,13 @@ class ArchitectureMeasurements:
         row["error"] = ""
         if self.overlay_dir is not None and source:
             masks = np.asarray(pred.detach().cpu()) > 0.5
+            figure = measured_figure(result, row, spacing, width=masks.shape[1])
+            annotate = partial(draw_measures, figure=figure)
             try:
                 if FRAME_KEY in meta:
-                    self.videos.add(Path(source), meta, masks)
+                    self.videos.add(Path(source), meta, masks, annotate)
                 else:
-                    save_overlay_image(Path(source), masks, self.overlay_dir)
+                    save_overlay_image(Path(source), masks, self.overlay_dir, annotate)
             except InputError as err:  # the measures stand; only the picture is missing
                 self.logger.warning("no overlay: %s", err)
                 row["error"] = f"no overlay: {err}"
@@ -143,9 +147,10 @@ def _fill_unannotated(reference: torch.Tensor, pred: torch.Tensor) -> tuple[torc
     return filled, borrowed
 
 
-def _measures(masks: torch.Tensor, spacing: tuple[float, float] | None) -> dict:
-    """Architecture measures of a ``(2, X, Y)`` aponeurosis/fascicle mask pair."""
+def _measures(masks: torch.Tensor, spacing: tuple[float, float] | None) -> tuple[dict, ArchitectureResult]:
+    """Architecture measures of a ``(2, X, Y)`` aponeurosis/fascicle mask pair, as a row and as the result."""
     masks = np.asarray(masks.detach().cpu()) > 0.5
     result = measure_architecture(masks[0], masks[1], spacing)
     row = result.as_row()
-    return {**{k: row[k] for k in MEASURES}, **{k: row[k] for k in ("fascicle_direction", "units", "qc")}}
+    keys = (*MEASURES, "fascicle_direction", "units", "qc")
+    return {k: row[k] for k in keys}, result

@@ -1,4 +1,5 @@
-"""Pictures to check a result by eye: masks over the B-mode image, as PNG per image or as an mp4 per video.
+"""Pictures to check a result by eye: masks over the B-mode image with the lines the measures fitted and
+their values, as a JPEG per image or as an mp4 per video.
 
 Drawn for every image of a batch job, so kept cheap: the grey image goes to 8 bits once, only masked
 pixels are blended, images are saved as JPEG (these are pictures to look at, not archives) and videos are
@@ -8,19 +9,25 @@ written under a temporary name and published when the loop ends, so a crash leav
 
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import av
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 from sonomuscle.data.frames import FRAME_KEY, read_frames
 from sonomuscle.data.readers import load_image, stem_of
 from sonomuscle.io import atomic_write_with
+from sonomuscle.measures.architecture import ArchitectureResult
 
-# overlay colours (RGB) for channel 0 (aponeurosis) and channel 1 (fascicle)
+# overlay colours (RGB) for channel 0 (aponeurosis) and channel 1 (fascicle), and for the fitted lines
 COLOURS = ((255, 64, 64), (64, 255, 64))
+EDGE_COLOUR, FASCICLE_COLOUR = (255, 230, 0), (0, 220, 255)
+LEGEND = "red aponeurosis, green fascicle (network); yellow edges, cyan fascicles (measured)"
 MASK_WEIGHT = 0.6
 JPEG_QUALITY = 92
 
@@ -47,11 +54,80 @@ def overlay_picture(grey: np.ndarray, masks: np.ndarray) -> np.ndarray:
     return rgb
 
 
-def save_overlay_image(source: Path, masks: np.ndarray, folder: Path) -> Path:
+@dataclass(frozen=True)
+class MeasuredFigure:
+    """What to draw of one result, in pixels of the picture: straight lines and a caption."""
+
+    edges: list[tuple[tuple[float, float], tuple[float, float]]]  # fitted aponeurosis edges L_s, L_d
+    fascicles: list[tuple[tuple[float, float], tuple[float, float]]]  # each from L_d to L_s
+    caption: str
+
+
+def measured_figure(
+    result: ArchitectureResult, row: dict, spacing: tuple[float, float] | None, width: int
+) -> MeasuredFigure:
+    """The fitted lines of ``result`` in pixels of a picture ``width`` pixels wide (the geometry is in mm
+    with ``spacing``, else in px), and the row's values as a caption; nothing of a measure the row left
+    empty (not found, or never trained)."""
+    step = np.asarray(spacing if spacing is not None else (1.0, 1.0), dtype=float)
+
+    def pixel(point: np.ndarray) -> tuple[float, float]:
+        return float(point[0] / step[0]), float(point[1] / step[1])
+
+    edges, fascicles = [], []
+    if not math.isnan(row["thickness"]) and result.superficial is not None and result.deep is not None:
+        span = np.array([0.0, width - 1.0]) * step[0]
+        edges = [
+            tuple(pixel(np.array([x, line.y(x)])) for x in span) for line in (result.superficial, result.deep)
+        ]
+        if not math.isnan(row["pennation_angle"]):
+            fascicles = [
+                (pixel(c + d * result.deep.hit(c, d)), pixel(c + d * result.superficial.hit(c, d)))
+                for c, d in result.fascicle_lines
+            ]
+    return MeasuredFigure(edges, fascicles, _caption(row))
+
+
+def draw_measures(picture: np.ndarray, figure: MeasuredFigure) -> np.ndarray:
+    """``picture`` (from :func:`overlay_picture`) with the fitted edges (yellow), the measured fascicles
+    (cyan) and, bottom left, the values and a legend."""
+    image = Image.fromarray(picture)
+    draw = ImageDraw.Draw(image)
+    for edge in figure.edges:
+        draw.line(edge, fill=EDGE_COLOUR, width=1)
+    for fascicle in figure.fascicles:
+        draw.line(fascicle, fill=FASCICLE_COLOUR, width=1)
+    font = ImageFont.load_default(size=max(10, picture.shape[0] // 45))
+    text = f"{figure.caption}\n{LEGEND}"
+    _, top, right, bottom = draw.multiline_textbbox((0, 0), text, font=font)
+    origin = (4, picture.shape[0] - (bottom - top) - 8)
+    draw.rectangle(
+        (origin[0] - 2, origin[1] - 2, origin[0] + right + 2, origin[1] + bottom + 2), fill=(0, 0, 0)
+    )
+    draw.multiline_text(origin, text, fill=(255, 255, 255), font=font)
+    return np.asarray(image)
+
+
+def _caption(row: dict) -> str:
+    if math.isnan(row["thickness"]):
+        return "aponeuroses not found"
+    units = row["units"]
+    parts = [f"thickness {row['thickness']:.1f} {units}"]
+    if not math.isnan(row["pennation_angle"]):
+        parts += [
+            f"pennation {row['pennation_angle']:.1f}°",
+            f"fascicle length {row['fascicle_length']:.1f} {units}",
+        ]
+    return "   ".join(parts)
+
+
+def save_overlay_image(
+    source: Path, masks: np.ndarray, folder: Path, annotate: Callable[[np.ndarray], np.ndarray] = lambda p: p
+) -> Path:
     """``folder/<stem>_overlay.jpg`` of an image file, written atomically (JPEG: a tenth of the time of a
-    PNG for a speckled picture, a third of the size)."""
+    PNG for a speckled picture, a third of the size); ``annotate`` draws on the picture first."""
     grey, _ = load_image(source)
-    picture = Image.fromarray(overlay_picture(grey, masks))
+    picture = Image.fromarray(annotate(overlay_picture(grey, masks)))
     return atomic_write_with(
         folder / f"{stem_of(source)}_overlay.jpg", lambda p: picture.save(p, "JPEG", quality=JPEG_QUALITY)
     )
@@ -68,14 +144,20 @@ class VideoOverlays:
         self.folder = folder
         self.source: Path | None = None
 
-    def add(self, source: Path, meta: dict, masks: np.ndarray) -> None:
+    def add(
+        self,
+        source: Path,
+        meta: dict,
+        masks: np.ndarray,
+        annotate: Callable[[np.ndarray], np.ndarray] = lambda p: p,
+    ) -> None:
         if source != self.source:
             self.close()
             self._open(source, float(meta.get("frame_rate", 25.0)))
         index = int(meta[FRAME_KEY])
         for frame in self._frames:
             if int(frame.meta[FRAME_KEY]) == index:
-                self._write(overlay_picture(frame[0].numpy(), masks))
+                self._write(annotate(overlay_picture(frame[0].numpy(), masks)))
                 return
 
     def close(self) -> None:

@@ -21,7 +21,7 @@ thick, broken or noisy fascicle pieces, spurious blobs. What cannot be measured 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.stats import theilslopes
@@ -83,6 +83,11 @@ class ArchitectureResult:
     fascicle_direction: str = ""  # "down-right" or "down-left": found, so no orientation flag is needed
     units: str = "mm"
     qc: list[str] = field(default_factory=list)
+    # the fitted geometry, in the units' coordinates (for drawing): L_s, L_d and each fascicle's
+    # (centre, unit direction)
+    superficial: Line | None = None
+    deep: Line | None = None
+    fascicle_lines: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
 
     @property
     def n_fascicles(self) -> int:
@@ -91,9 +96,15 @@ class ArchitectureResult:
     def as_row(self) -> dict:
         """One flat CSV row: the medians, the fascicle count, the units and the qc messages."""
         row = {
-            k: v
-            for k, v in asdict(self).items()
-            if k not in ("pennation_angles", "fascicle_lengths", "visible_lengths", "qc")
+            k: getattr(self, k)
+            for k in (
+                "thickness",
+                "thickness_mean",
+                "pennation_angle",
+                "fascicle_length",
+                "fascicle_direction",
+                "units",
+            )
         }
         return {**row, "n_fascicles": self.n_fascicles, "qc": "; ".join(self.qc)}
 
@@ -114,6 +125,7 @@ def measure_architecture(
     lengths: list[float] = []
     visible: list[float] = []
     direction = ""
+    lines: list[tuple[np.ndarray, np.ndarray]] = []
     if fascicle is not None:
         fas = _checked_mask(fascicle, "fascicle")
         if fas.shape != apo.shape:
@@ -121,7 +133,7 @@ def measure_architecture(
         if superficial is None or deep is None:
             qc.append("fascicles not measured without both aponeuroses")
         else:
-            angles, lengths, visible, direction = _fascicles(fas, superficial, deep, step, qc)
+            angles, lengths, visible, direction, lines = _fascicles(fas, superficial, deep, step, qc)
     return ArchitectureResult(
         thickness=thickness,
         thickness_mean=thickness_mean,
@@ -133,6 +145,9 @@ def measure_architecture(
         fascicle_direction=direction,
         units="px" if spacing is None else "mm",
         qc=qc,
+        superficial=superficial,
+        deep=deep,
+        fascicle_lines=lines,
     )
 
 
@@ -201,9 +216,10 @@ def weighted_median(values: list[float], weights: list[float]) -> float:
 
 def _fascicles(
     fas: np.ndarray, superficial: Line, deep: Line, step: np.ndarray, qc: list[str]
-) -> tuple[list[float], list[float], list[float], str]:
+) -> tuple[list[float], list[float], list[float], str, list[tuple[np.ndarray, np.ndarray]]]:
     """Per-fascicle pennation angles (deg), lengths and visible lengths of the plausible, merged pieces that
-    descend the way most of the muscle's fascicles do, and that way (``down-right`` or ``down-left``)."""
+    descend the way most of the muscle's fascicles do, that way (``down-right`` or ``down-left``), and
+    their lines (centre, direction)."""
     pieces = _piece_lines(fas, step)
     plausible = [
         p for p in pieces if ANGLE_RANGE_DEG[0] <= _angle_deg(p[1], deep.direction) <= ANGLE_RANGE_DEG[1]
@@ -214,7 +230,7 @@ def _fascicles(
     lines = _merge_collinear(plausible, step)
     if not lines:
         qc.append("no measurable fascicle")
-        return [], [], [], ""
+        return [], [], [], "", []
     # which way the muscle's fascicles descend: the side most of the visible fascicle length takes
     descends_right = np.array([_descends_right(direction, deep.direction) for _, direction, _ in lines])
     visible = np.array([length for _, _, length in lines])
@@ -225,7 +241,9 @@ def _fascicles(
     lines = [line for line, side in zip(lines, descends_right, strict=True) if side == right]
     angles = [_angle_deg(direction, deep.direction) for _, direction, _ in lines]
     lengths = [float(abs(superficial.hit(c, d) - deep.hit(c, d))) for c, d, _ in lines]
-    return angles, lengths, [visible for _, _, visible in lines], "down-right" if right else "down-left"
+    visible_lengths = [visible for _, _, visible in lines]
+    geometry = [(centre, direction) for centre, direction, _ in lines]
+    return angles, lengths, visible_lengths, "down-right" if right else "down-left", geometry
 
 
 def _descends_right(direction: np.ndarray, deep: np.ndarray) -> bool:
