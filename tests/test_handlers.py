@@ -18,6 +18,7 @@ from sonomuscle.handlers.learning_curve import LearningCurve
 from sonomuscle.handlers.overlays import (
     EDGE_COLOUR,
     FASCICLE_COLOUR,
+    MeasuredFigure,
     draw_measures,
     measured_figure,
     overlay_picture,
@@ -168,3 +169,11 @@ def test_overlays_show_the_fitted_lines_and_the_values():
     assert (caption.min(axis=-1) > 200).any() and (caption.max(axis=-1) < 30).any()  # white on black
     untrained = {**row, "pennation_angle": float("nan")}  # a fascicle channel never trained: no lines
     assert measured_figure(result, untrained, None, width=240).fascicles == []
+
+
+def test_lines_far_outside_the_picture_are_clipped_to_it():
+    """A nearly flat fascicle meets the aponeuroses far away: only its part in the picture is drawn."""
+    figure = MeasuredFigure(edges=[], fascicles=[((-5e5, 10.0), (5e5, 30.0))], caption="x")
+    drawn = draw_measures(np.zeros((60, 80, 3), np.uint8), figure)
+    on_line = np.all(drawn == FASCICLE_COLOUR, axis=-1)
+    assert on_line[20, :].sum() >= 70  # across the whole width, at the middle height

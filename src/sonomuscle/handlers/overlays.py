@@ -93,10 +93,10 @@ def draw_measures(picture: np.ndarray, figure: MeasuredFigure) -> np.ndarray:
     (cyan) and, bottom left, the values and a legend."""
     image = Image.fromarray(picture)
     draw = ImageDraw.Draw(image)
-    for edge in figure.edges:
-        draw.line(edge, fill=EDGE_COLOUR, width=1)
-    for fascicle in figure.fascicles:
-        draw.line(fascicle, fill=FASCICLE_COLOUR, width=1)
+    size = (picture.shape[1], picture.shape[0])
+    for segments, colour in ((figure.edges, EDGE_COLOUR), (figure.fascicles, FASCICLE_COLOUR)):
+        for segment in filter(None, (_clipped(segment, size) for segment in segments)):
+            draw.line(segment, fill=colour, width=1)
     font = ImageFont.load_default(size=max(10, picture.shape[0] // 45))
     text = f"{figure.caption}\n{LEGEND}"
     _, top, right, bottom = draw.multiline_textbbox((0, 0), text, font=font)
@@ -106,6 +106,32 @@ def draw_measures(picture: np.ndarray, figure: MeasuredFigure) -> np.ndarray:
     )
     draw.multiline_text(origin, text, fill=(255, 255, 255), font=font)
     return np.asarray(image)
+
+
+def _clipped(
+    segment: tuple[tuple[float, float], tuple[float, float]], size: tuple[int, int]
+) -> tuple[tuple[float, float], tuple[float, float]] | None:
+    """The part of a segment inside a ``(width, height)`` picture (Liang–Barsky), None if none is.
+
+    A nearly flat fascicle meets the aponeuroses thousands of pixels away, and PIL walks every pixel of a
+    line it draws, inside the picture or not.
+    """
+    (x0, y0), (x1, y1) = segment
+    dx, dy = x1 - x0, y1 - y0
+    low, high = 0.0, 1.0
+    for p, q in ((-dx, x0), (dx, size[0] - 1 - x0), (-dy, y0), (dy, size[1] - 1 - y0)):
+        if p == 0:
+            if q < 0:
+                return None
+            continue
+        t = q / p
+        if p < 0:
+            low = max(low, t)
+        else:
+            high = min(high, t)
+    if low > high:
+        return None
+    return (x0 + low * dx, y0 + low * dy), (x0 + high * dx, y0 + high * dy)
 
 
 def _caption(row: dict) -> str:
