@@ -27,7 +27,8 @@ def picture() -> np.ndarray:
 
 @pytest.fixture
 def inputs(tmp_path, picture):
-    """A folder with a plain picture, the same picture in a black canvas, a broken PNG and a text file."""
+    """A folder with a plain picture, the same picture in a black canvas, a broken PNG, a 1-pixel PNG, a
+    text file and a broken video."""
     folder = tmp_path / "in"
     folder.mkdir()
     Image.fromarray(picture).save(folder / "plain.png")
@@ -35,6 +36,7 @@ def inputs(tmp_path, picture):
     canvas[100:356, 80:336] = picture
     Image.fromarray(canvas).save(folder / "canvas.png")
     (folder / "broken.png").write_bytes(b"not a png")
+    Image.fromarray(np.full((1, 1), 128, np.uint8)).save(folder / "dot.png")  # reads fine, cannot be measured
     (folder / "notes.txt").write_text("ignored: not an image")
     (folder / "clip.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42")  # a video that cannot be decoded
     return folder
@@ -56,7 +58,8 @@ def test_a_mixed_folder_is_measured_and_bad_paths_get_one_line(tmp_path, inputs,
     assert (rows["units"] == "px").all() and (rows["calibration"] == "none").all()
     assert rows["thickness"].notna().all() and rows["error"].isna().all()
     skipped = [line for line in err.splitlines() if line.startswith("sonomuscle measure: skipped")]
-    assert len(skipped) == 3
+    assert len(skipped) == 4
+    assert any("dot.png" in line and "1×1 pixels is too small" in line for line in skipped)
     assert any("clip.mp4" in line and "cannot read video" in line for line in skipped)
     assert any("broken.png" in line and "cannot read" in line for line in skipped)
     assert any("missing.png" in line and "not found" in line for line in skipped)

@@ -141,7 +141,8 @@ class ValidateInputd(Transform):
     """Fail early, naming the file, on inputs a network would silently mangle.
 
     Expects channel-first tensors (after ``EnsureChannelFirstd``). Checks the image's number of spatial
-    dims, finite values in image and labels, label spatial shape equal to the image's, and, when
+    dims and, with ``min_size``, that no side is shorter (a 1-pixel "image" would otherwise fail only when
+    its outputs are written, stopping a batch), finite values in image and labels, label spatial shape equal to the image's, and, when
     ``allowed_values`` is given, label values within it. Label keys absent from an entry are skipped:
     an image may be annotated for only some label kinds.
     """
@@ -152,8 +153,10 @@ class ValidateInputd(Transform):
         label_keys: Sequence[str] | str = (),
         spatial_dims: int = 2,
         allowed_values: Sequence[float] | None = None,
+        min_size: int = 1,
     ) -> None:
         self.image_key = image_key
+        self.min_size = min_size
         self.label_keys = [label_keys] if isinstance(label_keys, str) else list(label_keys)
         self.spatial_dims = spatial_dims
         self.allowed_values = None if allowed_values is None else torch.as_tensor(list(allowed_values))
@@ -165,6 +168,12 @@ class ValidateInputd(Transform):
                 _source(data, self.image_key),
                 f"expected a {self.spatial_dims}D image (channel-first shape with {self.spatial_dims + 1} axes), "
                 f"got shape {tuple(image.shape)}",
+            )
+        if min(image.shape[1:]) < self.min_size:
+            raise InputError(
+                _source(data, self.image_key),
+                f"image of {'×'.join(map(str, image.shape[1:]))} pixels is too small "
+                f"(at least {self.min_size} on every side)",
             )
         self._check_finite(data, self.image_key, image)
         for key in self.label_keys:
