@@ -7,7 +7,6 @@ over a user's folder should take every image and video in it, and a
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 from collections.abc import Sequence
@@ -31,12 +30,9 @@ from monai.handlers import (
     from_engine,
 )
 
-from sonomuscle.data.frames import VIDEO_SUFFIXES
-from sonomuscle.data.readers import SUPPORTED_SUFFIXES, suffix_of
+from sonomuscle.data.stream import input_files
 from sonomuscle.errors import InputError
 from sonomuscle.io import atomic_write_json
-
-logger = logging.getLogger(__name__)
 
 
 def load_datalist(
@@ -67,11 +63,7 @@ def inference_cases(
         folder = Path(input_dir)
         if not folder.is_dir():
             raise InputError(folder, "input folder not found")
-        cases = [
-            {"image": str(f)}
-            for f in sorted(folder.iterdir())
-            if suffix_of(f) in SUPPORTED_SUFFIXES + VIDEO_SUFFIXES
-        ]
+        cases = [{"image": str(f)} for f in input_files(folder)]
     else:
         cases = [
             {k: v for k, v in entry.items() if k in ("image", "spacing", "depth", "crop")}

@@ -31,8 +31,9 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from sonomuscle.bundle import run_config
-from sonomuscle.data.frames import VIDEO_SUFFIXES
-from sonomuscle.data.readers import SUPPORTED_SUFFIXES, stem_of, suffix_of
+from sonomuscle.data import stream
+from sonomuscle.data.readers import stem_of
+from sonomuscle.data.stream import input_files
 from sonomuscle.errors import InputError
 from sonomuscle.evaluation.report import embedded_figure, write_page
 from sonomuscle.handlers.architecture import MEASURES
@@ -44,7 +45,6 @@ from sonomuscle.workflows import bundle_dir
 DEFAULT_BUNDLE = "muscle_architecture_2d"
 TIME_MEASURES = ("thickness", "pennation_angle", "fascicle_length")  # smoothed and plotted over a loop
 TEXT_COLUMNS = ("image", "fascicle_direction", "units", "qc", "error", "calibration")
-STREAM_LOGGER = "sonomuscle.data.stream"
 
 
 def measure(
@@ -97,8 +97,9 @@ def measure(
     ]
     rows = rows.drop(columns="jumps")
     atomic_write_with(table, lambda p: rows.to_csv(p, index=False, float_format="%.5g"))
-    write_workbook(rows, out / "measurements.xlsx")
-    write_measure_report(rows, skipped, out)
+    summary = summary_table(rows)
+    write_workbook(rows, summary, out / "measurements.xlsx")
+    write_measure_report(rows, summary, skipped, out)
     _report(rows, table)
     return table
 
@@ -123,7 +124,7 @@ def with_time_courses(rows: pd.DataFrame) -> pd.DataFrame:
     return rows
 
 
-def write_workbook(rows: pd.DataFrame, path: Path) -> Path:
+def write_workbook(rows: pd.DataFrame, summary: pd.DataFrame, path: Path) -> Path:
     """``images`` (rows of still images), one sheet per loop (its frames) and ``summary`` (per source and
     unit: n, mean, SD, median, range of each measure, and how many results are flagged); pixels and
     millimetres are never pooled, nor are different loops."""
@@ -131,7 +132,7 @@ def write_workbook(rows: pd.DataFrame, path: Path) -> Path:
     sheets = {"images": rows[~is_frame].dropna(axis=1, how="all")} if (~is_frame).any() else {}
     for source, loop in rows[is_frame].groupby("image", sort=False):
         sheets[_sheet_name(stem_of(source), {*sheets, "images", "summary"})] = loop.sort_values("frame")
-    sheets["summary"] = summary_table(rows)
+    sheets["summary"] = summary
 
     def write(target: Path) -> None:
         with pd.ExcelWriter(target, engine="openpyxl") as book:
@@ -159,7 +160,7 @@ def summary_table(rows: pd.DataFrame) -> pd.DataFrame:
     return summary
 
 
-def write_measure_report(rows: pd.DataFrame, skipped: list[str], out: Path) -> Path:
+def write_measure_report(rows: pd.DataFrame, summary: pd.DataFrame, skipped: list[str], out: Path) -> Path:
     """``report.html``: what was measured, the summary, each loop's time course, flagged results, skipped inputs."""
     n_flagged = int((rows["flags"] != "").sum())
     parts = [
@@ -169,7 +170,7 @@ def write_measure_report(rows: pd.DataFrame, skipped: list[str], out: Path) -> P
         + ", ".join(f"{n} {html.escape(c)}" for c, n in rows["calibration"].value_counts().items())
         + " (lengths in pixels where it is <em>none</em>).</p>",
         "<h2>Summary</h2>",
-        summary_table(rows).to_html(index=False, na_rep="–", float_format="{:.3g}".format),
+        summary.to_html(index=False, na_rep="–", float_format="{:.3g}".format),
     ]
     if "frame" in rows:
         for source, loop in rows[rows["frame"].notna()].groupby("image", sort=False):
@@ -236,7 +237,7 @@ def _skipped_inputs() -> Iterator[list[str]]:
         def emit(self, record: logging.LogRecord) -> None:
             reasons.append(record.getMessage().removeprefix("skipped "))
 
-    logger = logging.getLogger(STREAM_LOGGER)
+    logger = stream.logger
     handler, propagate = Collect(logging.WARNING), logger.propagate
     logger.addHandler(handler)
     logger.propagate = False
@@ -253,12 +254,7 @@ def _files(paths: list[str | os.PathLike]) -> list[Path]:
     files: dict[Path, None] = {}
     for path in map(Path, paths):
         if path.is_dir():
-            found = sorted(
-                f
-                for f in path.iterdir()
-                if f.is_file() and suffix_of(f) in SUPPORTED_SUFFIXES + VIDEO_SUFFIXES
-            )
-            files.update(dict.fromkeys(f.resolve() for f in found))
+            files.update(dict.fromkeys(f.resolve() for f in input_files(path)))
         elif path.exists():
             files[path.resolve()] = None
         else:

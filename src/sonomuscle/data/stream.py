@@ -11,15 +11,24 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
 
 from monai.data import IterableDataset
 from monai.utils import ImageMetaKey
 from torch.utils.data import get_worker_info
 
-from sonomuscle.data.frames import FRAME_KEY, is_cine, read_frames
+from sonomuscle.data.frames import FRAME_KEY, VIDEO_SUFFIXES, is_cine, read_frames
+from sonomuscle.data.readers import SUPPORTED_SUFFIXES, suffix_of
 from sonomuscle.errors import InputError
 
 logger = logging.getLogger(__name__)
+
+
+def input_files(folder: Path) -> list[Path]:
+    """The files in ``folder`` the stream takes (images, volumes, DICOM, videos), sorted by name."""
+    return sorted(
+        f for f in folder.iterdir() if f.is_file() and suffix_of(f) in SUPPORTED_SUFFIXES + VIDEO_SUFFIXES
+    )
 
 
 class InferenceStream(IterableDataset):

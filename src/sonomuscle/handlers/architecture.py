@@ -89,12 +89,13 @@ class ArchitectureMeasurements:
         for name, confidence in zip(CHANNEL_NAMES, meta.get(CONFIDENCE, ()), strict=False):
             row[f"confidence_{name}"] = round(float(confidence), 3)
         spacing = _known_spacing(pred)
+        masks = _binary(pred)
         try:
-            measured, result = _measures(pred, spacing)
+            measured, result = _measures(masks, spacing)
             row.update(self._trusted(measured))
             if reference is not None:
                 reference, borrowed = _fill_unannotated(reference, pred)
-                ref, _ = _measures(reference, spacing)
+                ref, _ = _measures(_binary(reference), spacing)
                 for channel in borrowed:  # compared with itself: no reference for these
                     ref.update(dict.fromkeys(OWN_MEASURES[channel], math.nan))
                 row.update({f"ref_{k}": v for k, v in ref.items()})
@@ -105,7 +106,6 @@ class ArchitectureMeasurements:
             return {**row, **{k: math.nan for k in MEASURES}, "error": str(err)}
         row["error"] = ""
         if self.overlay_dir is not None and source:
-            masks = np.asarray(pred.detach().cpu()) > 0.5
             figure = measured_figure(result, row, spacing, width=masks.shape[1])
             annotate = partial(draw_measures, figure=figure)
             try:
@@ -147,9 +147,13 @@ def _fill_unannotated(reference: torch.Tensor, pred: torch.Tensor) -> tuple[torc
     return filled, borrowed
 
 
-def _measures(masks: torch.Tensor, spacing: tuple[float, float] | None) -> tuple[dict, ArchitectureResult]:
-    """Architecture measures of a ``(2, X, Y)`` aponeurosis/fascicle mask pair, as a row and as the result."""
-    masks = np.asarray(masks.detach().cpu()) > 0.5
+def _binary(masks: torch.Tensor) -> np.ndarray:
+    return np.asarray(masks.detach().cpu()) > 0.5
+
+
+def _measures(masks: np.ndarray, spacing: tuple[float, float] | None) -> tuple[dict, ArchitectureResult]:
+    """Architecture measures of a ``(2, X, Y)`` boolean aponeurosis/fascicle mask pair, as a row and as the
+    result."""
     result = measure_architecture(masks[0], masks[1], spacing)
     row = result.as_row()
     keys = (*MEASURES, "fascicle_direction", "units", "qc")

@@ -19,7 +19,7 @@ import av
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from sonomuscle.data.frames import FRAME_KEY, read_frames
+from sonomuscle.data.frames import FRAME_KEY, RATE_KEY, read_frames
 from sonomuscle.data.readers import load_image, stem_of
 from sonomuscle.io import atomic_write_with
 from sonomuscle.measures.architecture import ArchitectureResult
@@ -179,7 +179,7 @@ class VideoOverlays:
     ) -> None:
         if source != self.source:
             self.close()
-            self._open(source, float(meta.get("frame_rate", 25.0)))
+            self._open(source, float(meta.get(RATE_KEY, 25.0)))
         index = int(meta[FRAME_KEY])
         for frame in self._frames:
             if int(frame.meta[FRAME_KEY]) == index:

@@ -58,8 +58,9 @@ class Line:
     def direction(self) -> np.ndarray:
         return np.array([1.0, self.b]) / math.hypot(1.0, self.b)
 
-    def hit(self, point: np.ndarray, direction: np.ndarray) -> float:
-        """Signed distance ``t`` along ``direction`` from ``point`` to this line (NaN when parallel)."""
+    def hit(self, point: np.ndarray, direction: np.ndarray) -> float | np.ndarray:
+        """Signed distance ``t`` along ``direction`` from ``point`` (or from each column of a ``(2, n)``
+        array of points) to this line (NaN when parallel)."""
         denominator = direction[1] - self.b * direction[0]
         if abs(denominator) < 1e-12:
             return math.nan
@@ -200,10 +201,7 @@ def _edge_line(coords: np.ndarray, step: np.ndarray, deep_edge: bool) -> Line:
 def _normal_distance(x: float | np.ndarray, deep: Line, superficial: Line) -> float | np.ndarray:
     """From ``L_d`` at lateral position(s) ``x`` along ``L_d``'s normal to ``L_s``."""
     normal = np.array([deep.direction[1], -deep.direction[0]])
-    # superficial.hit for every point (x, deep.y(x)) at once: the normal is the same for all of them
-    distance = np.abs(
-        (superficial.a + superficial.b * x - deep.y(x)) / (normal[1] - superficial.b * normal[0])
-    )
+    distance = np.abs(superficial.hit(np.array([x, deep.y(x)]), normal))  # one normal for every x
     return float(distance) if np.ndim(distance) == 0 else distance
 
 
@@ -235,15 +233,13 @@ def _fascicles(
     descends_right = np.array([_descends_right(direction, deep.direction) for _, direction, _ in lines])
     visible = np.array([length for _, _, length in lines])
     right = float(visible[descends_right].sum()) >= float(visible[~descends_right].sum())
-    against = int((descends_right != right).sum())
-    if against:
-        qc.append(f"{against} fascicle(s) tilted against the muscle's fascicles dropped")
-    lines = [line for line, side in zip(lines, descends_right, strict=True) if side == right]
-    angles = [_angle_deg(direction, deep.direction) for _, direction, _ in lines]
-    lengths = [float(abs(superficial.hit(c, d) - deep.hit(c, d))) for c, d, _ in lines]
-    visible_lengths = [visible for _, _, visible in lines]
-    geometry = [(centre, direction) for centre, direction, _ in lines]
-    return angles, lengths, visible_lengths, "down-right" if right else "down-left", geometry
+    kept = descends_right == right
+    if not kept.all():
+        qc.append(f"{int((~kept).sum())} fascicle(s) tilted against the muscle's fascicles dropped")
+    geometry = [(centre, direction) for (centre, direction, _), keep in zip(lines, kept, strict=True) if keep]
+    angles = [_angle_deg(direction, deep.direction) for _, direction in geometry]
+    lengths = [float(abs(superficial.hit(c, d) - deep.hit(c, d))) for c, d in geometry]
+    return angles, lengths, visible[kept].tolist(), "down-right" if right else "down-left", geometry
 
 
 def _descends_right(direction: np.ndarray, deep: np.ndarray) -> bool:
