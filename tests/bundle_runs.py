@@ -16,7 +16,7 @@ def bundle_run(
 ) -> subprocess.CompletedProcess:
     """Run ``configs`` (names without ``.json``) of ``bundle``; with ``check`` a failure shows the log's tail."""
     command = bundle_command(bundle, list(configs), **overrides)
-    done = subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=REPO)
+    done = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
     if check:
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return done

@@ -41,14 +41,10 @@ def trained(datalist, tmp_path_factory) -> Path:
     return out
 
 
-def _train(datalist: Path, out: Path, epochs: int) -> subprocess.CompletedProcess:
+def _train(datalist: Path, out: Path, epochs: int, **overrides) -> subprocess.CompletedProcess:
+    """Training with the config's own ``model_path``: the best model belongs in the run's output."""
     return _bundle_run(
-        ["train.json"],
-        datalist=datalist,
-        output_dir=out,
-        model_path=out / "model.pt",
-        max_epochs=epochs,
-        val_interval=1,
+        ["train.json"], datalist=datalist, output_dir=out, max_epochs=epochs, val_interval=1, **overrides
     )
 
 
@@ -69,9 +65,26 @@ def test_train_writes_model_checkpoint_curves_and_resumes(datalist, trained):
     assert len(pd.read_csv(trained / "val_hd95_raw.csv")) == 1  # per-image details of the one validation case
 
     resumed = _train(datalist, trained, epochs=2)
-    assert "Restored all variables" in resumed.stdout + resumed.stderr
+    log = resumed.stdout + resumed.stderr
+    assert f"resuming the run in {trained} at epoch 1 of 2" in log
+    assert "max_epochs changed from 1 to 2: the learning-rate schedule now runs over 2 epochs" in log
     assert (trained / "checkpoints" / "checkpoint_epoch=2.pt").is_file()
     assert list(pd.read_csv(trained / "learning_curve.csv")["epoch"]) == [1, 2]
+    # one line per epoch, the best model's file named at the end; no per-iteration or engine chatter
+    assert "epoch 2/2: loss" in log and "validation mean_dice" in log and "hd95" in log
+    assert "best model (val_mean_dice" in log and f"--model_path {trained / 'model.pt'}" in log
+    assert "Epoch[" not in log and "nvImageCodec" not in log
+
+
+def test_training_into_a_finished_run_asks_before_it_starts_afresh(datalist, tmp_path):
+    out = tmp_path / "run"
+    _train(datalist, out, epochs=2)
+    shorter = _train(datalist, out, epochs=1, check=False)
+    assert shorter.returncode != 0
+    assert "already trained 2 epochs, more than max_epochs 1" in shorter.stdout + shorter.stderr
+    afresh = _train(datalist, out, epochs=1, resume=False)
+    assert "resuming" not in afresh.stdout + afresh.stderr
+    assert list(pd.read_csv(out / "learning_curve.csv")["epoch"]) == [1]
 
 
 def test_inference_on_a_folder_without_labels(datalist, trained, tmp_path):
@@ -81,9 +94,10 @@ def test_inference_on_a_folder_without_labels(datalist, trained, tmp_path):
     (images / "scan.png").write_bytes(test_image.read_bytes())
     (images / "broken.png").write_bytes(b"not a png")  # reported and skipped, not fatal
     out = tmp_path / "pred"
-    _bundle_run(
+    done = _bundle_run(
         ["inference.json"], input_dir=str(images), output_dir=str(out), model_path=str(trained / "model.pt")
     )
+    assert "1 of 1 result(s) without calibration: lengths are in PIXELS (give --spacing MM" in done.stdout
 
     original = np.asarray(Image.open(test_image))
     for kind in ("aponeurosis", "fascicle"):
@@ -96,6 +110,19 @@ def test_inference_on_a_folder_without_labels(datalist, trained, tmp_path):
     assert {"thickness", "thickness_mean", "pennation_angle", "fascicle_length", "n_fascicles"} <= set(
         rows.columns
     )
+
+    # the spacing knob gives new images the millimetres of their training data
+    calibrated = tmp_path / "pred_mm"
+    done = _bundle_run(
+        ["inference.json"],
+        input_dir=str(images),
+        output_dir=str(calibrated),
+        model_path=str(trained / "model.pt"),
+        spacing=[0.2, 0.2],
+    )
+    rows_mm = pd.read_csv(calibrated / "measurements.csv")
+    assert (rows_mm.loc[0, "units"], rows_mm.loc[0, "calibration"]) == ("mm", "spacing")
+    assert "PIXELS" not in done.stdout
 
 
 def test_evaluate_writes_per_image_metrics_measurement_errors_and_summary(datalist, trained, tmp_path):

@@ -79,7 +79,6 @@ def test_check_properties_of_multi_gpu_training(bundle, datalist, tmp_path):
         [sys.executable, "-c", _CHECK_IN_PROCESS_GROUP, json.dumps(arguments)],
         capture_output=True,
         text=True,
-        timeout=300,
         env=env,
         cwd=REPO,
     )

@@ -66,7 +66,9 @@ def test_train_resume_infer_evaluate(bundle, phantoms, tmp_path):
     assert len(hd95) == 1  # one validation case, distances in mm saved per case
 
     log = _bundle_run(bundle, ["train"], max_epochs=2, val_interval=1, **common)
-    assert "Restored all variables" in log and (out / "checkpoints" / "checkpoint_epoch=2.pt").is_file()
+    assert f"resuming the run in {out} at epoch 1 of 2" in log
+    assert (out / "checkpoints" / "checkpoint_epoch=2.pt").is_file()
+    assert "best model (val_mean_dice" in log and f"--model_path {out / 'model.pt'}" in log
 
     _bundle_run(bundle, ["train", "evaluate"], **common)  # the Model Zoo way: evaluate.json over train.json
     test_cases = json.loads((data / "datalist.json").read_text())["test"]
@@ -84,7 +86,13 @@ def test_train_resume_infer_evaluate(bundle, phantoms, tmp_path):
     cases = pd.read_csv(out / "evaluation" / "cases.csv")
     assert set(cases["case"]) == {Path(e["image"]).name.removesuffix(".nii.gz") for e in test_cases}
     assert (cases["status"] != "skipped").all()
-    assert (out / "evaluation" / "summary.json").is_file() and (out / "evaluation" / "report.html").is_file()
+    labels = ConfigParser.load_config_file(_configs(bundle) / "inference.json")["labels"]
+    assert set(cases["class"]) == set(labels)  # named as the bundle names them, not label_1, label_2
+    if bundle == "bladder_wall_3d":  # local thickness of the wall only: a lumen's would mean nothing
+        thickness = cases.groupby("class")["thickness_mean_pred"]
+        assert thickness.count()["wall"] == len(test_cases) and thickness.count()["lumen"] == 0
+    assert (out / "evaluation" / "summary.json").is_file()
+    assert "Outlines drawn over the images" in (out / "evaluation" / "report.html").read_text()
 
     # new scans in a folder, no datalist: every readable volume is segmented, a corrupt one is skipped
     scans, new = tmp_path / "new_scans", tmp_path / "new_out"
@@ -93,5 +101,6 @@ def test_train_resume_infer_evaluate(bundle, phantoms, tmp_path):
     (scans / first.name).write_bytes(first.read_bytes())
     (scans / "corrupt.nii.gz").write_bytes(b"not a volume")
     _bundle_run(bundle, ["inference"], **{**common, "input_dir": str(scans), "output_dir": str(new)})
-    assert [p.name for p in (new / "pred").iterdir()] == [first.name]
+    assert [p.name for p in (new / "pred").glob("*.nii.gz")] == [first.name]
+    assert json.loads((new / "pred" / "classes.json").read_text()) == labels  # for sonomuscle evaluate
     assert len(pd.read_csv(new / "measurements.csv")) == 1

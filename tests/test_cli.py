@@ -16,7 +16,7 @@ def test_datalist_labels_take_optional_keys():
     assert dict(args.labels) == {"label": Path("m"), "fascicle": Path("f")}
 
 
-def test_evaluate_parses_labels_and_measures():
+def test_evaluate_parses_classes_and_measures():
     args = build_parser().parse_args(
         [
             "evaluate",
@@ -26,13 +26,13 @@ def test_evaluate_parses_labels_and_measures():
             "r",
             "--out",
             "o",
-            "--labels",
+            "--classes",
             "wall=1",
             "--measures",
             "dice,volume",
         ]
     )
-    assert args.labels == [("wall", 1)]
+    assert args.classes == [("wall", 1)]
     assert args.measures == ["dice", "volume"]
 
 
@@ -51,7 +51,7 @@ def test_bundle_export_takes_a_name_and_a_folder():
     [
         ["bundle"],
         ["bundle", "export", "ciliary_muscle_3d"],
-        ["evaluate", "--pred", "p", "--ref", "r", "--out", "o", "--labels", "wall"],
+        ["evaluate", "--pred", "p", "--ref", "r", "--out", "o", "--classes", "wall"],
         ["evaluate", "--pred", "p", "--ref", "r", "--out", "o", "--measures", "dice,volumes"],
         ["synth", "--task", "knee3d", "--out", "o"],
     ],
@@ -61,3 +61,29 @@ def test_bad_arguments_exit_with_usage_error(argv, capsys):
         build_parser().parse_args(argv)
     assert exc.value.code == 2
     assert "error:" in capsys.readouterr().err
+
+
+def test_version_and_defaults_in_help(capsys):
+    from sonomuscle import __version__
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--version"])
+    assert capsys.readouterr().out.strip() == f"sonomuscle {__version__}"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["datalist", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "(default: 0.2)" in help_text and "(default: None)" not in help_text
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["demo", "--epochs", "0"],
+        ["demo", "--n", "-3"],
+        ["synth", "--task", "architecture2d", "--out", "o", "--n", "0"],
+    ],
+)
+def test_counts_must_be_positive(argv, capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(argv)
+    assert "expected a whole number ≥ 1" in capsys.readouterr().err

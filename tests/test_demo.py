@@ -24,8 +24,14 @@ def test_demo_writes_a_complete_report(tmp_path):
 
     table = pd.read_csv(report / "measurements.csv")
     assert len(table) == summary["n_test_cases"]
-    for column in ("thickness", "thickness_mm", "thickness_error", "dice_aponeurosis"):
+    for column in ("thickness_mm_model", "thickness_mm_truth", "thickness_mm_error", "dice_aponeurosis"):
         assert column in table
+    error = table["fascicle_length_mm_error"].abs()
+    if error.notna().any():  # the worst case is always shown
+        assert table.loc[error.idxmax(), "case"] in summary["worst_cases"]
     for picture in ("bland_altman.png", "learning_curve.png"):
         assert (report / picture).stat().st_size > 1000
-    assert len(list((report / "overlays").glob("*.png"))) == summary["n_test_cases"]
+    assert {p.stem for p in (report / "overlays").glob("*.png")} == set(summary["worst_cases"])
+    page = (report / "report.html").read_text()
+    assert "Measurements against the exact truth" in page and "ICC" in page and "Worst cases" in page
+    assert page.count("<img") >= 2 + 2 * len(summary["worst_cases"])

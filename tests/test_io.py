@@ -45,3 +45,8 @@ def test_rows_table_takes_every_column_in_first_seen_order(tmp_path):
         tmp_path / "rows.csv", [{"case": "a", "dice": 0.5}, {"case": "b", "error": "bad"}]
     )
     assert target.read_text().splitlines() == ["case,dice,error", "a,0.5,", "b,,bad"]
+
+
+def test_csv_rows_keep_six_significant_digits(tmp_path):
+    path = atomic_write_rows(tmp_path / "t.csv", [{"image": "a.png", "thickness": 12.345678912345, "n": 3}])
+    assert path.read_text() == "image,thickness,n\na.png,12.3457,3\n"

@@ -52,7 +52,12 @@ def test_file_calibration_wins_over_datalist_spacing(tmp_path):
     np.testing.assert_allclose(out["image"].pixdim.numpy(), [0.1, 0.2])
 
 
-@pytest.mark.parametrize("spacing", [[0.1], [0.1, 0.1, 0.1], [0.1, -1.0]])
+def test_one_spacing_value_means_square_pixels(png):
+    out = SetSpacingd("image")(load(["image"])({"image": png["image"], "spacing": [0.3]}))
+    np.testing.assert_allclose(out["image"].pixdim.numpy(), [0.3, 0.3])
+
+
+@pytest.mark.parametrize("spacing", [[0.1, 0.1, 0.1], [0.1, -1.0], [-0.1]])
 def test_set_spacing_rejects_wrong_length_or_sign(png, spacing):
     with pytest.raises(InputError, match=r"img\.png: datalist spacing .* must be 2 positive values"):
         SetSpacingd("image")(load(["image"])({"image": png["image"], "spacing": spacing}))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -52,13 +53,21 @@ def load_datalist(
 
 
 def inference_cases(
-    datalist: str | os.PathLike | None, split: str, input_dir: str | os.PathLike | None = None
+    datalist: str | os.PathLike | None,
+    split: str,
+    input_dir: str | os.PathLike | None = None,
+    spacing: Sequence[float] | None = None,
+    depth: float | None = None,
 ) -> list[dict]:
     """``{"image": path}`` cases from ``input_dir`` (every image, volume, cine loop or video in it) or a
     datalist split (with its ``spacing`` or ``depth`` calibration and ``crop`` box; labels dropped:
     inference needs only images). Files are not read here: :class:`~sonomuscle.data.stream.InferenceStream` reads each once and
     skips the unreadable ones with a warning.
+
+    ``spacing`` (mm per pixel along each axis) or ``depth`` (mm over the picture's rows) calibrate the cases
+    that do not say their own: new images get millimetres as the training datalist's did.
     """
+    calibration = _calibration(spacing, depth)
     if input_dir:
         folder = Path(input_dir)
         if not folder.is_dir():
@@ -71,7 +80,43 @@ def inference_cases(
         ]
     if not cases:
         raise InputError(input_dir or datalist, "no images to run on")
+    if calibration:
+        cases = [case if {"spacing", "depth"} & case.keys() else {**case, **calibration} for case in cases]
     return cases
+
+
+def gathered(files: Sequence[str | os.PathLike], folder: str | os.PathLike) -> Path:
+    """``folder`` holding a link to (or, where links are not allowed, a copy of) each of ``files``.
+
+    ``sonomuscle evaluate`` pairs by name within folders; a datalist's references and images may live
+    anywhere, so an evaluation config gathers them first.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for file in map(Path, files):
+        target = folder / file.name
+        target.unlink(missing_ok=True)
+        try:
+            target.symlink_to(file.resolve())
+        except OSError:
+            shutil.copy(file, target)
+    return folder
+
+
+def _calibration(spacing: Sequence[float] | float | None, depth: float | None) -> dict:
+    """The datalist fields for ``spacing`` or ``depth``, checked: positive mm, one of the two."""
+    if spacing is not None and depth is not None:
+        raise InputError(None, "give spacing or depth, not both")
+    if depth is not None:
+        if not (isinstance(depth, (int, float)) and math.isfinite(depth) and depth > 0):
+            raise InputError(None, f"depth must be a positive number of mm, got {depth!r}")
+        return {"depth": float(depth)}
+    if spacing is None:
+        return {}
+    values = [spacing] if isinstance(spacing, (int, float)) else list(spacing)
+    if not values or not all(isinstance(v, (int, float)) and math.isfinite(v) and v > 0 for v in values):
+        raise InputError(None, f"spacing must be positive mm per pixel, e.g. [0.1, 0.1], got {spacing!r}")
+    return {"spacing": [float(v) for v in values]}
 
 
 # attached on every rank: they take part in collectives (a validator's metrics, MetricsSaver's and

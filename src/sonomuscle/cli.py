@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from sonomuscle import __version__
 from sonomuscle.data.phantoms import PHANTOM_MODULES
 from sonomuscle.errors import InputError
 
@@ -36,6 +37,12 @@ def _label_value_arg(text: str) -> tuple[str, int]:
     return name, int(value)
 
 
+def _positive_int(text: str) -> int:
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number ≥ 1, got {text!r}")
+    return int(text)
+
+
 def _crop_arg(text: str) -> tuple[int, int, int, int]:
     parts = text.split(",")
     if (
@@ -58,9 +65,26 @@ def _measures_arg(text: str) -> list[str]:
     return names
 
 
+class _DefaultsFormatter(argparse.HelpFormatter):
+    """``--help`` states an option's default, unless there is none to state (None, False, required)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        unstated = action.default is None or action.default is False or action.default == argparse.SUPPRESS
+        if unstated or action.required or "default" in text:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+class _Parser(argparse.ArgumentParser):
+    def __init__(self, **kwargs) -> None:
+        super().__init__(formatter_class=_DefaultsFormatter, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sonomuscle", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("datalist", help="pair images with label masks and write an MSD-style datalist JSON")
     p.add_argument("--images", type=Path, required=True, help="folder of images")
@@ -81,7 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the split")
     p.add_argument(
-        "--spacing", type=float, default=None, metavar="MM", help="pixel spacing for files without one"
+        "--spacing",
+        type=float,
+        default=None,
+        metavar="MM",
+        help="pixel size in mm, the same along both axes (the scanner's depth scale over the image rows), "
+        "stored in every entry whose file carries none; DICOM ultrasound regions win",
     )
 
     p = sub.add_parser("synth", help="write synthetic ultrasound phantoms with exact ground truth")
@@ -89,34 +118,59 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--out", type=Path, required=True, help="folder to write (images, labels, truth, datalist)"
     )
-    p.add_argument("--n", type=int, default=20, help="number of cases")
+    p.add_argument("--n", type=_positive_int, default=20, help="number of cases")
     p.add_argument("--seed", type=int, default=0, help="same seed, same phantoms")
 
     p = sub.add_parser("evaluate", help="batch evaluation of predicted masks against references")
-    p.add_argument("--pred", type=Path, required=True, help="folder of predicted masks")
-    p.add_argument("--ref", type=Path, required=True, help="folder of reference masks (paired by name)")
-    p.add_argument("--out", type=Path, required=True, help="report folder")
     p.add_argument(
-        "--labels",
+        "--pred",
+        type=Path,
+        required=True,
+        metavar="DIR",
+        help="folder of predicted masks (a bundle's output)",
+    )
+    p.add_argument(
+        "--ref",
+        action="append",
+        required=True,
+        metavar="[STRUCTURE=]DIR",
+        help="folder of reference masks, paired by case name; STRUCTURE=DIR pairs <case>_STRUCTURE "
+        "predictions with <case> in DIR (repeat for each structure)",
+    )
+    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="report folder")
+    p.add_argument(
+        "--classes",
         type=_label_value_arg,
         action="append",
         default=None,
         metavar="NAME=VALUE",
-        help="structure name and its label value; repeat (default: every value found)",
+        help="class name and its value in the label maps; repeat (default: classes.json in --pred, "
+        "else label_<value> for every value found)",
     )
     p.add_argument(
         "--measures",
         type=_measures_arg,
-        default=list(EVALUATION_MEASURES),
-        help=f"comma-separated subset of {','.join(EVALUATION_MEASURES)}",
+        default=None,
+        help=f"comma-separated subset of {','.join(EVALUATION_MEASURES)} (default: all, thickness only "
+        "for classes whose name contains 'wall'; listing thickness measures it for every class)",
     )
-    p.add_argument("--workers", type=int, default=1, help="parallel processes")
+    p.add_argument(
+        "--images", type=Path, metavar="DIR", help="images to draw the overlays on (paired by case name)"
+    )
+    p.add_argument(
+        "--spacing",
+        type=float,
+        metavar="MM",
+        help="pixel (voxel) size in mm, the same along every axis, for masks whose files carry none "
+        "(PNG masks); NIfTI and DICOM spacing wins",
+    )
+    p.add_argument("--workers", type=_positive_int, default=1, help="parallel processes")
 
     p = sub.add_parser("demo", help="phantoms → train → evaluate → report, end to end on this machine")
     p.add_argument("--out", type=Path, default=Path("demo_out"), help="folder for phantoms, model, report")
-    p.add_argument("--n", type=int, default=None, help="number of phantoms (default: the demo's own)")
-    p.add_argument("--epochs", type=int, default=None, help="training epochs (default: the demo's own)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n", type=_positive_int, help="number of phantoms (default: the demo's own)")
+    p.add_argument("--epochs", type=_positive_int, help="training epochs (default: the demo's own)")
+    p.add_argument("--seed", type=int, default=0, help="same seed, same phantoms and training")
 
     p = sub.add_parser(
         "measure", help="thickness, pennation angle and fascicle length of images and videos, pretrained"
@@ -128,11 +182,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", type=Path, required=True, help="folder for measurements.csv/.xlsx, report.html, overlays"
     )
     calibration = p.add_mutually_exclusive_group()
-    calibration.add_argument("--spacing", type=float, help="pixel spacing in mm (the file's own wins)")
-    calibration.add_argument("--depth", type=float, help="imaged depth in mm, as the scanner shows it")
+    calibration.add_argument(
+        "--spacing",
+        type=float,
+        metavar="MM",
+        help="pixel size in mm, the same along both axes (a DICOM's own calibration wins)",
+    )
+    calibration.add_argument(
+        "--depth",
+        type=float,
+        metavar="MM",
+        help="imaged depth in mm as the scanner shows it, over the rows of the ultrasound picture",
+    )
     p.add_argument("--bundle", type=Path, help="a trained bundle folder (default: the shipped weights)")
     p.add_argument("--no-overlay", action="store_true", help="skip the overlay pictures and videos")
-    p.add_argument("--step", type=int, default=1, help="measure every n-th frame of loops and videos")
+    p.add_argument(
+        "--step", type=_positive_int, default=1, help="measure every n-th frame of loops and videos"
+    )
     p.add_argument(
         "--crop",
         type=_crop_arg,
@@ -170,20 +236,25 @@ def run(args: argparse.Namespace) -> None:
 
         write_phantom_dataset(task=args.task, out=args.out, n=args.n, seed=args.seed)
     elif args.command == "evaluate":
-        from sonomuscle.evaluation.batch import evaluate_folder
+        from sonomuscle.evaluation.batch import evaluate_folder, outcome
+        from sonomuscle.evaluation.pairing import references_from_cli
 
-        evaluate_folder(
+        summary = evaluate_folder(
             pred=args.pred,
-            ref=args.ref,
+            ref=references_from_cli(args.ref),
             out=args.out,
-            labels=dict(args.labels) if args.labels else None,
+            labels=dict(args.classes) if args.classes else None,
             measures=args.measures,
             workers=args.workers,
+            images=args.images,
+            spacing=args.spacing,
         )
+        print(outcome(summary, args.out))
     elif args.command == "demo":
         from sonomuscle.demo import run_demo
 
-        run_demo(out=args.out, n=args.n, epochs=args.epochs, seed=args.seed)
+        given = {k: v for k, v in (("n", args.n), ("epochs", args.epochs)) if v is not None}
+        run_demo(out=args.out, seed=args.seed, **given)
     elif args.command == "measure":
         from sonomuscle.measure import measure
 

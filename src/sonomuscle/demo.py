@@ -8,6 +8,7 @@ the learning curve, a summary JSON).
 
 from __future__ import annotations
 
+import html
 import math
 import time
 from pathlib import Path
@@ -19,6 +20,13 @@ from matplotlib.figure import Figure
 
 from sonomuscle.data.phantoms import write_phantom_dataset
 from sonomuscle.data.readers import load_image
+from sonomuscle.evaluation.report import (
+    agreement_html,
+    collected_warnings,
+    embedded_picture,
+    warnings_html,
+    write_page,
+)
 from sonomuscle.io import atomic_write_json, atomic_write_with
 from sonomuscle.metrics.agreement import agreement, bland_altman_plot
 from sonomuscle.metrics.segmentation import segmentation_metrics
@@ -37,12 +45,15 @@ DEFAULT_EPOCHS = 40
 _STEPS = 4
 
 
-def run_demo(out: Path, n: int | None = None, epochs: int | None = None, seed: int = 0) -> dict[str, Any]:
-    """Run the whole demo into ``out`` and return the summary that is also written to ``out/report``."""
+def run_demo(
+    out: Path, n: int = DEFAULT_PHANTOMS, epochs: int = DEFAULT_EPOCHS, seed: int = 0
+) -> dict[str, Any]:
+    """Run the whole demo into ``out`` and return the summary that is also written to ``out/report``.
+
+    A second run into the same ``out`` trains afresh (it does not resume the first run's checkpoints).
+    """
     out = Path(out)
     start = time.perf_counter()
-    n = n or DEFAULT_PHANTOMS
-    epochs = epochs or DEFAULT_EPOCHS
 
     _step(1, f"making {n} longitudinal phantoms in {out / 'phantoms'}")
     datalist = write_phantom_dataset(task="architecture2d", out=out / "phantoms", n=n, seed=seed)
@@ -58,6 +69,7 @@ def run_demo(out: Path, n: int | None = None, epochs: int | None = None, seed: i
         max_epochs=epochs,
         val_interval=max(1, min(5, epochs // 4)),
         seed=seed,
+        resume=False,
     )
 
     _step(3, f"segmenting and measuring the held-out phantoms into {out / 'predictions'}")
@@ -84,30 +96,97 @@ def run_demo(out: Path, n: int | None = None, epochs: int | None = None, seed: i
 
 
 def write_report(phantoms: Path, model_dir: Path, predictions: Path, report: Path) -> dict[str, Any]:
-    """Compare predictions with the phantoms' masks and exact measurements; write plots and tables."""
+    """Compare predictions with the phantoms' masks and exact measurements; write tables, plots, report.html."""
     report.mkdir(parents=True, exist_ok=True)
-    truth = pd.read_csv(phantoms / "truth.csv").set_index("case")
-    measured = pd.read_csv(predictions / "measurements.csv")
-    measured["case"] = [Path(p).name.split(".")[0] for p in measured["image"]]
-    cases = [c for c in measured["case"] if c in truth.index]
-
-    dice = _segmentation_table(phantoms, predictions, cases)
-    table = measured.set_index("case").loc[cases].join(truth, how="left").join(dice)
-    for name, (truth_col, _) in MEASURES.items():
-        table[f"{name}_error"] = table[name] - table[truth_col]
-    atomic_write_with(report / "measurements.csv", lambda p: table.to_csv(p))
-
-    stats = {name: agreement(table[name], table[col]) for name, (col, _) in MEASURES.items()}
+    messages: list[str] = []
+    with collected_warnings(messages):
+        table = comparison_table(phantoms, predictions)
+        agreement_table = pd.DataFrame(
+            [
+                {"measure": name, "units": units}
+                | agreement(table[f"{truth}_model"], table[f"{truth}_truth"])
+                for name, (truth, units) in MEASURES.items()
+            ]
+        )
+    atomic_write_with(report / "measurements.csv", lambda p: table.to_csv(p, float_format="%.6g"))
     _plot_bland_altman(table, report / "bland_altman.png")
     _plot_learning_curve(model_dir, report / "learning_curve.png")
-    for case in cases[:8]:
+    worst = worst_cases(table)
+    for case in worst:
         _plot_overlay(phantoms, predictions, case, report / "overlays" / f"{case}.png")
-    return {
-        "n_test_cases": len(cases),
+    summary = {
+        "n_test_cases": len(table),
         "dice": {ch: float(np.nanmean(table[f"dice_{ch}"])) for ch in CHANNELS},
-        "agreement": stats,
+        "agreement": {row["measure"]: _stats(row) for row in agreement_table.to_dict("records")},
         "units": {name: units for name, (_, units) in MEASURES.items()},
+        "worst_cases": worst,
     }
+    write_page(
+        report / "report.html",
+        "sonomuscle demo",
+        _report_parts(summary, agreement_table, report, predictions, worst, messages),
+    )
+    return summary
+
+
+def comparison_table(phantoms: Path, predictions: Path) -> pd.DataFrame:
+    """One row per held-out phantom: Dice per channel, and each measure by the model, the truth and their
+    difference, named ``<truth column>_model|_truth|_error`` so the unit is in every name."""
+    truth = pd.read_csv(phantoms / "truth.csv").set_index("case")
+    measured = pd.read_csv(predictions / "measurements.csv")
+    measured.index = [Path(p).name.split(".")[0] for p in measured["image"]]
+    measured = measured.loc[measured.index.isin(truth.index)]
+    table = _segmentation_table(phantoms, predictions, list(measured.index))
+    table.index.name = "case"
+    for name, (truth_column, _) in MEASURES.items():
+        table[f"{truth_column}_model"] = measured[name]
+        table[f"{truth_column}_truth"] = truth.loc[measured.index, truth_column]
+        table[f"{truth_column}_error"] = table[f"{truth_column}_model"] - table[f"{truth_column}_truth"]
+    table["n_fascicles"] = measured["n_fascicles"]
+    table["qc"] = measured["qc"].fillna("")
+    return table
+
+
+def worst_cases(table: pd.DataFrame) -> dict[str, str]:
+    """The case with the lowest aponeurosis Dice and, per measure, the largest error: always in the report."""
+    picks = {"lowest aponeurosis Dice": table["dice_aponeurosis"].idxmin()}
+    for name, (truth_column, units) in MEASURES.items():
+        errors = table[f"{truth_column}_error"].abs()
+        if errors.notna().any():
+            picks[f"largest {name.replace('_', ' ')} error ({units})"] = errors.idxmax()
+    worst: dict[str, str] = {}
+    for reason, case in picks.items():
+        worst[case] = f"{worst[case]}; {reason}" if case in worst else reason
+    return worst
+
+
+def _report_parts(
+    summary: dict, agreement_table: pd.DataFrame, report: Path, predictions: Path, worst: dict, messages: list
+) -> list[str]:
+    dice = ", ".join(f"{ch} {value:.3f}" for ch, value in summary["dice"].items())
+    parts = [
+        "<h1>sonomuscle demo</h1>",
+        f"<p>{summary['n_test_cases']} held-out phantoms, measured against their exact truth. "
+        f"Mean Dice: {html.escape(dice)}.</p>",
+        "<h2>Training</h2>",
+        embedded_picture(report / "learning_curve.png", "learning curve"),
+        agreement_html(agreement_table, title="Measurements against the exact truth"),
+        embedded_picture(report / "bland_altman.png", "Bland–Altman plots"),
+        "<h2>Worst cases</h2><p>The bundle's overlay (masks, the fitted aponeurosis edges and the measured "
+        "fascicles, with the values) beside the model's outlines (magenta) over the truth's (green).</p>",
+    ]
+    for case, reason in worst.items():
+        parts += [
+            f"<h3>{html.escape(case)}: {html.escape(reason)}</h3>",
+            embedded_picture(predictions / f"{case}_overlay.jpg", f"{case} overlay"),
+            embedded_picture(report / "overlays" / f"{case}.png", f"{case} outlines"),
+        ]
+    parts.append(warnings_html(messages))
+    return parts
+
+
+def _stats(row: dict) -> dict:
+    return {k: v for k, v in row.items() if k not in ("measure", "units")}
 
 
 def _segmentation_table(phantoms: Path, predictions: Path, cases: list[str]) -> pd.DataFrame:
@@ -126,7 +205,8 @@ def _plot_bland_altman(table: pd.DataFrame, target: Path) -> None:
     fig = Figure(figsize=(5 * len(MEASURES), 4), layout="constrained")
     axes = fig.subplots(1, len(MEASURES))
     for ax, (name, (truth_col, units)) in zip(axes, MEASURES.items(), strict=True):
-        bland_altman_plot(table[name], table[truth_col], ax, units=units, title=name.replace("_", " "))
+        model, truth = table[f"{truth_col}_model"], table[f"{truth_col}_truth"]
+        bland_altman_plot(model, truth, ax, units=units, title=name.replace("_", " "))
     _save(fig, target)
 
 
@@ -171,7 +251,7 @@ def _step(i: int, text: str) -> None:
 
 
 def _print_summary(summary: dict[str, Any], report: Path) -> None:
-    print(f"[demo] done in {summary['wall_time_s']:.0f} s; report in {report}")
+    print(f"[demo] done in {summary['wall_time_s']:.0f} s; report: {report / 'report.html'}")
     for channel, value in summary["dice"].items():
         print(f"[demo]   held-out Dice {channel}: {value:.3f}")
     for name, stats in summary["agreement"].items():

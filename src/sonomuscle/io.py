@@ -43,14 +43,24 @@ def atomic_write_json(target: str | os.PathLike, obj: Any) -> Path:
     return atomic_write_text(target, json.dumps(obj, indent=2, default=_json_default) + "\n")
 
 
-def atomic_write_rows(target: str | os.PathLike, rows: Sequence[Mapping[str, Any]]) -> Path:
-    """A CSV table of ``rows`` (columns in order of first appearance; a missing value is left empty)."""
+def atomic_write_rows(
+    target: str | os.PathLike, rows: Sequence[Mapping[str, Any]], significant: int | None = 6
+) -> Path:
+    """A CSV table of ``rows`` (columns in order of first appearance; a missing value is left empty).
+
+    Floats keep ``significant`` digits: measurements are not known to 15, and people read these tables.
+    ``None`` keeps every digit (exact phantom truth).
+    """
     columns = list(dict.fromkeys(key for row in rows for key in row))
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows({k: _rounded(v, significant) for k, v in row.items()} for row in rows)
     return atomic_write_text(target, buffer.getvalue())
+
+
+def _rounded(value: Any, significant: int | None) -> Any:
+    return f"{value:.{significant}g}" if significant and isinstance(value, float) else value
 
 
 def atomic_write_with(target: str | os.PathLike, write: Callable[[Path], None]) -> Path:

@@ -68,7 +68,7 @@ def measure(
     files = _files(paths)
     if not files:
         raise InputError(None, "nothing to measure: no image or video among the given paths")
-    entry = {"spacing": [spacing, spacing]} if spacing else {"depth": depth} if depth else {}
+    entry = {"spacing": [spacing]} if spacing else {"depth": depth} if depth else {}
     if crop is not None:
         entry["crop"] = list(crop)
     datalist = atomic_write_json(

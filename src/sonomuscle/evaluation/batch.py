@@ -1,10 +1,19 @@
-"""Batch evaluation of a folder of predicted masks against a folder of references (``sonomuscle evaluate``).
+"""Batch evaluation of a folder of predicted masks against reference masks (``sonomuscle evaluate``).
 
-Pairing rule: a file's case name is its name without the image extension (``.nii.gz``, ``.png``, ...) and
-without one trailing ``_seg``, ``_pred``, ``_prediction``, ``_mask``, ``_label`` or ``_gt``; the rule is the
-same on both sides, so ``case01_pred.nii.gz`` pairs with ``case01.nii.gz`` or ``case01_seg.nii.gz``.
+Pairing of predictions with references: :mod:`sonomuscle.evaluation.pairing`.
 
-Cases stream one at a time (read, compute, append a CSV row, drop), so memory stays flat however many cases
+Classes of label maps: ``labels`` ({class name: label value}), else the prediction folder's ``classes.json`` (the same
+``{"name": value, ...}``, as a bundle can write it beside its label maps), else ``label_<v>`` for every
+non-zero value of each reference.
+
+Measures: Dice (with precision and recall), HD95, ASSD and size (area in 2D, volume in 3D) of every class.
+Local thickness means something only for a layer, not for a filled structure (a bladder lumen, a fascicle
+mask), so by default it is computed for classes whose name contains "wall", and for every class only when
+``measures`` lists ``thickness``. In ``cases.csv`` distances (``hd95``, ``assd``, thickness) are in the row's
+``units`` (px or mm), ``area_*`` in units², ``volume_*`` in units³; size and thickness columns no case
+filled are left out. Warnings a case raises go to its rows' ``warnings`` column and the report, not stderr.
+
+Cases stream one at a time (read, compute, append CSV rows, drop), so memory stays flat however many cases
 there are; ``workers > 1`` maps cases over a process pool in order, so the CSV is the same. Rows go to
 ``cases.partial.csv`` as they are computed (a crash loses nothing; the next run resumes from it) and the
 finished table is published atomically as ``cases.csv``. A case that cannot be evaluated is recorded with
@@ -14,26 +23,44 @@ its reason and the run goes on.
 from __future__ import annotations
 
 import csv
+import json
 import math
 import multiprocessing
 import os
-from collections.abc import Callable, Iterator, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from sonomuscle.data.readers import SUPPORTED_SUFFIXES, load_image, stem_of, suffix_of
+from sonomuscle.data.readers import load_image
 from sonomuscle.errors import InputError
+from sonomuscle.evaluation.pairing import (
+    Case,
+    Pair,
+    by_name,
+    case_name,
+    counted,
+    mask_files,
+    nothing_paired,
+    pair_cases,
+    reference_folders,
+    unpaired_counts,
+)
+from sonomuscle.evaluation.report import Overlay, collected_warnings, summarise, write_report
 from sonomuscle.io import atomic_write_json, atomic_write_with
 from sonomuscle.measures.area import area, volume
 from sonomuscle.measures.thickness import thickness_summary
 from sonomuscle.metrics.segmentation import segmentation_metrics
 
 ALL_MEASURES = ("dice", "hd95", "assd", "volume", "thickness")
-NAME_SUFFIXES = ("_seg", "_pred", "_prediction", "_mask", "_label", "_gt")
+OVERLAP_MEASURES = ("dice", "hd95", "assd")
+CLASSES_FILE = "classes.json"
+WALL_WORD = "wall"
 SPACING_RTOL = 1e-3
 N_OVERLAYS = 6
 
@@ -42,7 +69,7 @@ MEASURE_COLUMNS = {
     "dice": ("dice", "precision", "recall"),
     "hd95": ("hd95",),
     "assd": ("assd",),
-    "volume": ("volume_pred", "volume_ref"),
+    "volume": ("area_pred", "area_ref", "volume_pred", "volume_ref"),
     "thickness": (
         "thickness_mean_pred",
         "thickness_mean_ref",
@@ -50,139 +77,130 @@ MEASURE_COLUMNS = {
         "thickness_median_ref",
     ),
 }
-BASE_COLUMNS = ("case", "label", "status", "problem", "flag", "ndim", "units", "pred_file", "ref_file")
+OPTIONAL_COLUMNS = MEASURE_COLUMNS["volume"] + MEASURE_COLUMNS["thickness"]
+BASE_COLUMNS = (
+    "case",
+    "class",
+    "status",
+    "problem",
+    "flag",
+    "warnings",
+    "ndim",
+    "units",
+    "pred_file",
+    "ref_file",
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What each case is scored on; passed to worker processes."""
+
+    classes: dict[str, int] | None  # label maps' class names and values; None: every value of the reference
+    measures: tuple[str, ...]
+    thickness_everywhere: bool  # thickness for every class, not only for walls
+    spacing: float | None = None  # mm per pixel/voxel for pairs whose files carry none
 
 
 def evaluate_folder(
     pred: Path,
-    ref: Path,
+    ref: Path | Mapping[str, Path],
     out: Path,
-    labels: dict[str, int] | None = None,
-    measures: Sequence[str] = ALL_MEASURES,
+    labels: Mapping[str, int] | None = None,
+    measures: Sequence[str] | None = None,
     workers: int = 1,
+    images: Path | None = None,
+    spacing: float | None = None,
 ) -> dict:
-    """Evaluate every case; write ``cases.csv``, ``summary.json``, ``agreement.csv``, ``report.html`` to ``out``.
+    """Evaluate every case; write ``cases.csv``, ``summary.json``, ``agreement.csv`` and ``report.html``.
 
-    ``labels`` maps names to label values; by default every non-zero value in each reference (``label_<v>``).
-    Returns the summary written to ``summary.json``.
+    ``ref`` is one folder or ``{structure: folder}`` (see the module's pairing rules); ``labels`` maps class
+    names to label values (``--classes``). ``measures`` defaults to all of them, thickness for wall classes
+    only. ``images`` (paired by case name) are drawn under the worst cases' outlines. ``spacing`` (mm per
+    pixel or voxel, the same along every axis) calibrates pairs whose files carry none, such as the PNG
+    masks of a 2D inference run with ``--spacing``. Returns the summary written to ``summary.json``.
     """
-    from sonomuscle.evaluation.report import summarise, write_report
-
-    pred, ref, out = Path(pred), Path(ref), Path(out)
-    for folder in (pred, ref):
+    pred, out = Path(pred), Path(out)
+    refs = reference_folders(ref)
+    for folder in (pred, *refs.values(), *([] if images is None else [Path(images)])):
         if not folder.is_dir():
             raise InputError(folder, "not a folder")
-    unknown = sorted(set(measures) - set(ALL_MEASURES))
-    if unknown:
-        raise InputError(None, f"unknown measures {unknown}; choose from {list(ALL_MEASURES)}")
-    columns = list(BASE_COLUMNS) + [c for m in ALL_MEASURES if m in measures for c in MEASURE_COLUMNS[m]]
+    if spacing is not None and not (math.isfinite(spacing) and spacing > 0):
+        raise InputError(None, f"--spacing must be a positive number of mm, got {spacing}")
+    settings = _settings(pred, labels, measures, spacing)
+    cases = pair_cases(pred, ref)
+    if not any(case.pairs for case in cases):
+        raise InputError(None, nothing_paired(pred, refs))
 
-    pairs, problems = pair_cases(pred, ref)
-    if not pairs and not problems:
-        raise InputError(ref, f"no image files here nor in {pred}")
-    partial = out / "cases.partial.csv"
-    done = _resume(partial, columns)
-    tasks = [(key, p, r, labels, tuple(measures)) for key, p, r in pairs if key not in done]
-
-    with _appender(partial, columns, fresh=not done) as append:
-        for key, problem in problems:
-            if key not in done:
-                append([_skipped_row(key, problem)])
-        for rows in tqdm(_map(evaluate_case, tasks, workers), total=len(tasks), desc="evaluate", unit="case"):
-            append(rows)
-
-    numeric = {c: float for c in columns if c == "ndim" or c not in BASE_COLUMNS}
-    cases = pd.read_csv(partial, keep_default_na=False, na_values=[""], dtype=numeric)
-    cases = cases.sort_values(["case", "label"], na_position="first", kind="stable").reset_index(drop=True)
-    atomic_write_with(out / "cases.csv", lambda tmp: cases.to_csv(tmp, index=False))
-    partial.unlink()
-
-    summary, agreement_table = summarise(cases, measures)
+    table = _evaluated_table(cases, settings, out, workers)
+    summary, agreement_table = summarise(table, settings.measures)
+    summary |= unpaired_counts(cases)
+    with collected_warnings(summary["warnings"]):
+        overlays = _worst_overlays(table, cases, settings, images)
     atomic_write_json(out / "summary.json", summary)
-    atomic_write_with(out / "agreement.csv", lambda tmp: agreement_table.to_csv(tmp, index=False))
-    write_report(out / "report.html", cases, summary, agreement_table, _worst_overlays(cases, pred, ref))
+    atomic_write_with(
+        out / "agreement.csv", lambda tmp: agreement_table.to_csv(tmp, index=False, float_format="%.6g")
+    )
+    write_report(out / "report.html", table, summary, agreement_table, overlays, images)
     return summary
 
 
-def case_name(path: Path) -> str:
-    """The pairing key of a file: its name less the image extension and one known suffix."""
-    name = stem_of(path)
-    for suffix in NAME_SUFFIXES:
-        if name.endswith(suffix) and len(name) > len(suffix):
-            return name[: -len(suffix)]
-    return name
+def outcome(summary: dict, out: Path) -> str:
+    """What ``sonomuscle evaluate`` prints: a line on what was left out, if anything; where the report is."""
+    n_other = len(summary["problems"]) - summary["n_without_prediction"] - summary["n_without_reference"]
+    left_out = [
+        counted(n, noun) + tail
+        for n, noun, tail in (
+            (summary["n_without_prediction"], "reference", " without a prediction"),
+            (summary["n_without_reference"], "prediction", " without a reference"),
+            (n_other, "other problem", ""),
+        )
+        if n
+    ]
+    report = (
+        f"sonomuscle evaluate: {summary['n_evaluated']} cases evaluated → {out / 'report.html'} "
+        f"(table {out / 'cases.csv'})"
+    )
+    if not left_out:
+        return report
+    return (
+        f"{summary['n_evaluated']} cases evaluated, {', '.join(left_out)} (listed in report.html)\n{report}"
+    )
 
 
-def pair_cases(pred: Path, ref: Path) -> tuple[list[tuple[str, Path, Path]], list[tuple[str, str]]]:
-    """Match files by case name; anything unmatched or ambiguous becomes a (case, problem) entry."""
-    sides = {"prediction": _index(pred), "reference": _index(ref)}
-    problems: list[tuple[str, str]] = []
-    for side, files in sides.items():
-        for key, paths in files.items():
-            if len(paths) > 1:
-                problems.append(
-                    (key, f"several {side} files share this case name: {[p.name for p in paths]}")
-                )
-    preds, refs = sides["prediction"], sides["reference"]
-    pairs = []
-    for key in sorted(preds.keys() | refs.keys()):
-        if len(preds.get(key, [])) > 1 or len(refs.get(key, [])) > 1:
-            continue
-        if key not in refs:
-            problems.append((key, f"missing reference for prediction {preds[key][0].name}"))
-        elif key not in preds:
-            problems.append((key, f"missing prediction for reference {refs[key][0].name}"))
-        else:
-            pairs.append((key, preds[key][0], refs[key][0]))
-    return pairs, sorted(problems)
-
-
-def evaluate_case(task: tuple) -> list[dict]:
-    """One case → one CSV row per label; bad input becomes a single ``skipped`` row with the reason."""
-    key, pred_path, ref_path, labels, measures = task
-    try:
-        pred, ref, spacing = load_pair(pred_path, ref_path)
-    except InputError as err:
-        return [_skipped_row(key, str(err), pred_path, ref_path)]
-    if labels is None:
-        labels = {f"label_{v}": int(v) for v in np.unique(ref) if v != 0}
-        if not labels:
-            return [
-                _skipped_row(
-                    key, f"{ref_path.name}: reference is empty, no label to evaluate", pred_path, ref_path
-                )
-            ]
-
-    base = {
-        "case": key,
-        "ndim": ref.ndim,
-        "units": "px" if spacing is None else "mm",
-        "pred_file": pred_path.name,
-        "ref_file": ref_path.name,
-    }
-    wants_overlap = {"dice", "hd95", "assd"} & set(measures)
-    overlap = segmentation_metrics(pred, ref, spacing, labels) if wants_overlap else {}
-    rows = []
-    for name, value in labels.items():
-        row = dict(base, label=name, status="ok", problem=None, flag=overlap.get(name, {}).get("flag"))
-        for m in ("dice", "hd95", "assd"):
-            if m in measures:
-                row.update({c: overlap[name][c] for c in MEASURE_COLUMNS[m]})
-        if {"volume", "thickness"} & set(measures):
-            row.update(_shape_measures(pred == value, ref == value, spacing, measures))
-        if (ref == value).any() and not (pred == value).any():
-            row.update(status="flagged", problem="empty prediction", flag="empty_pred")
-        rows.append(row)
+def evaluate_case(task: tuple[Case, Settings]) -> list[dict]:
+    """One case → a row per problem and per class of each pair; warnings raised go in column ``warnings``."""
+    case, settings = task
+    rows = [_skipped_row(case.name, problem, structure) for structure, problem in case.problems]
+    for pair in case.pairs:
+        messages: list[str] = []
+        with collected_warnings(messages):
+            pair_rows = _evaluate_pair(case.name, pair, settings)
+        rows += [row | {"warnings": "; ".join(messages) or None} for row in pair_rows]
     return rows
 
 
-def load_pair(pred_path: Path, ref_path: Path) -> tuple[np.ndarray, np.ndarray, tuple[float, ...] | None]:
-    """Read both label maps and check they describe the same grid; spacing comes from the reference."""
+def pair_classes(pair: Pair, ref: np.ndarray, classes: Mapping[str, int] | None) -> dict[str, int]:
+    """A pair's classes: its structure (value 1), else ``classes``, else every value of the reference."""
+    if pair.structure is not None:
+        return {pair.structure: 1}
+    if classes:
+        return dict(classes)
+    return {f"label_{v}": int(v) for v in np.unique(ref) if v != 0}
+
+
+def load_pair(
+    pred_path: Path, ref_path: Path, spacing: float | None = None
+) -> tuple[np.ndarray, np.ndarray, tuple[float, ...] | None]:
+    """Read both label maps and check they describe the same grid; spacing comes from the reference, else
+    ``spacing`` (mm along every axis), else none (pixels)."""
     ref, ref_spacing = load_image(ref_path)
     pred, pred_spacing = load_image(pred_path)
     ref, pred = _label_map(ref, ref_path), _label_map(pred, pred_path)
     if pred.shape != ref.shape:
         raise InputError(pred_path, f"shape mismatch: prediction {pred.shape}, reference {ref.shape}")
+    if ref_spacing is None and pred_spacing is None and spacing is not None:
+        ref_spacing = (spacing,) * ref.ndim
     if ref_spacing is None:
         return pred, ref, None
     # a prediction saved without spacing (e.g. PNG) takes the reference's; one that has it must agree
@@ -193,6 +211,69 @@ def load_pair(pred_path: Path, ref_path: Path) -> tuple[np.ndarray, np.ndarray, 
             f"reference {tuple(map(float, ref_spacing))} mm",
         )
     return pred, ref, tuple(float(s) for s in ref_spacing)
+
+
+def _settings(
+    pred: Path, labels: Mapping[str, int] | None, measures: Sequence[str] | None, spacing: float | None
+) -> Settings:
+    unknown = sorted(set(measures or ()) - set(ALL_MEASURES))
+    if unknown:
+        raise InputError(None, f"unknown measures {unknown}; choose from {list(ALL_MEASURES)}")
+    return Settings(
+        classes=dict(labels) if labels else _classes_file(pred),
+        measures=ALL_MEASURES if measures is None else tuple(measures),
+        thickness_everywhere=measures is not None,
+        spacing=spacing,
+    )
+
+
+def _classes_file(pred: Path) -> dict[str, int] | None:
+    """``{"name": value}`` from the prediction folder's classes.json, if there is one."""
+    path = pred / CLASSES_FILE
+    if not path.is_file():
+        return None
+    try:
+        classes = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise InputError(path, f"cannot be read as JSON: {err}") from None
+    if not (
+        isinstance(classes, dict)
+        and classes
+        and all(type(value) is int and value > 0 for value in classes.values())
+    ):
+        raise InputError(path, 'expected {"name": value, ...} with positive whole-number values')
+    return classes
+
+
+def _evaluate_pair(case: str, pair: Pair, settings: Settings) -> list[dict]:
+    """A row per class of one pair; bad input becomes a single ``skipped`` row with the reason."""
+    try:
+        pred, ref, spacing = load_pair(pair.pred, pair.ref, settings.spacing)
+    except InputError as err:
+        return [_skipped_row(case, str(err), pair.structure, pair)]
+    classes = pair_classes(pair, ref, settings.classes)
+    if not classes:
+        problem = f"{pair.ref.name}: reference is empty, no class to evaluate"
+        return [_skipped_row(case, problem, pair.structure, pair)]
+    base = {
+        "case": case,
+        "ndim": ref.ndim,
+        "units": "px" if spacing is None else "mm",
+        "pred_file": pair.pred.name,
+        "ref_file": pair.ref.name,
+    }
+    wants_overlap = set(OVERLAP_MEASURES) & set(settings.measures)
+    overlap = segmentation_metrics(pred, ref, spacing, classes) if wants_overlap else {}
+    rows = []
+    for name, value in classes.items():
+        scores = overlap.get(name, {})
+        row = base | {"class": name, "status": "ok", "problem": None, "flag": scores.get("flag")}
+        row |= {c: scores[c] for m in OVERLAP_MEASURES if m in settings.measures for c in MEASURE_COLUMNS[m]}
+        row |= _shape_measures(pred == value, ref == value, spacing, settings, name)
+        if (ref == value).any() and not (pred == value).any():
+            row |= {"status": "flagged", "problem": "empty prediction", "flag": "empty_pred"}
+        rows.append(row)
+    return rows
 
 
 def _label_map(array: np.ndarray, path: Path) -> np.ndarray:
@@ -209,13 +290,15 @@ def _label_map(array: np.ndarray, path: Path) -> np.ndarray:
     return array
 
 
-def _shape_measures(pred: np.ndarray, ref: np.ndarray, spacing, measures: Sequence[str]) -> dict[str, float]:
-    """Volume (area in 2D) and local wall thickness of one label, prediction and reference."""
+def _shape_measures(
+    pred: np.ndarray, ref: np.ndarray, spacing, settings: Settings, name: str
+) -> dict[str, float]:
+    """Area (2D) or volume (3D) of one class, prediction and reference; thickness where it means something."""
     row: dict[str, float] = {}
-    if "volume" in measures:
-        size = volume if ref.ndim == 3 else area
-        row.update(volume_pred=float(size(pred, spacing)), volume_ref=float(size(ref, spacing)))
-    if "thickness" in measures:
+    if "volume" in settings.measures:
+        size, kind = (volume, "volume") if ref.ndim == 3 else (area, "area")
+        row |= {f"{kind}_pred": float(size(pred, spacing)), f"{kind}_ref": float(size(ref, spacing))}
+    if "thickness" in settings.measures and (settings.thickness_everywhere or WALL_WORD in name.lower()):
         for side, mask in (("pred", pred), ("ref", ref)):
             summary = thickness_summary(mask, spacing)  # NaN for an empty mask
             row[f"thickness_mean_{side}"] = float(summary["mean"])
@@ -223,44 +306,98 @@ def _shape_measures(pred: np.ndarray, ref: np.ndarray, spacing, measures: Sequen
     return row
 
 
-def _worst_overlays(cases: pd.DataFrame, pred: Path, ref: Path) -> list[tuple]:
-    """(title, pred slice, ref slice, spacing) of the lowest-Dice cases, reloaded one at a time and cut to one slice.
-
-    The slice is the whole image in 2D and, in 3D, the Z slice with the largest reference area.
-    """
-    if "dice" not in cases:
+def _worst_overlays(
+    table: pd.DataFrame, cases: list[Case], settings: Settings, images: Path | None
+) -> list[Overlay]:
+    """Overlays of the lowest-Dice cases, reloaded one at a time; ``images`` go under them when given."""
+    if "dice" not in table:
         return []
-    scored = cases[cases["status"] != "skipped"].dropna(subset=["dice"])
+    scored = table[table["status"] != "skipped"].dropna(subset=["dice"])
     worst = scored.groupby("case", sort=False)["dice"].min().nsmallest(N_OVERLAYS)
-    files = scored.drop_duplicates("case").set_index("case")
-    overlays = []
-    for case, dice in worst.items():
-        p, r, spacing = load_pair(pred / files.loc[case, "pred_file"], ref / files.loc[case, "ref_file"])
-        if r.ndim == 3:
-            z = int(np.argmax((r > 0).sum(axis=(0, 1))))
-            p, r, where = p[..., z], r[..., z], f", slice z={z}"
-        else:
-            where = ""
-        overlays.append((f"{case}: lowest Dice {dice:.3f}{where}", p, r, spacing))
-    return overlays
+    by_name = {case.name: case for case in cases}
+    image_files = None if images is None else _single_files(Path(images))
+    return [
+        _case_overlay(
+            by_name[name], dice, set(scored.loc[scored["case"] == name, "pred_file"]), settings, image_files
+        )
+        for name, dice in worst.items()
+        if name in by_name  # a case resumed from a crashed run whose files have gone since is not drawn
+    ]
 
 
-def _skipped_row(key: str, problem: str, pred_path: Path | None = None, ref_path: Path | None = None) -> dict:
+def _case_overlay(
+    case: Case, dice: float, scored: set[str], settings: Settings, image_files: dict[str, Path] | None
+) -> Overlay:
+    """Every scored class of a case on one slice: the image in 2D, in 3D the Z slice with most reference."""
+    masks: list[tuple[str, np.ndarray, np.ndarray]] = []
+    spacing = None
+    for pair in case.pairs:
+        if pair.pred.name in scored:
+            pred, ref, spacing = load_pair(pair.pred, pair.ref, settings.spacing)
+            masks += [(n, pred == v, ref == v) for n, v in pair_classes(pair, ref, settings.classes).items()]
+    shape = masks[0][2].shape
+    image = None if image_files is None else _case_image(case.name, image_files, shape)
+    title = f"{case.name}: lowest Dice {dice:.3f}"
+    if len(shape) == 3:
+        z = int(np.argmax(sum(ref.sum(axis=(0, 1)) for _, _, ref in masks)))
+        masks = [(name, p[..., z], r[..., z]) for name, p, r in masks]
+        image = None if image is None else image[..., z]
+        title += f", slice z={z}"
+    return Overlay(title, masks, spacing, image)
+
+
+def _case_image(case: str, image_files: dict[str, Path], shape: tuple[int, ...]) -> np.ndarray | None:
+    """The case's grey image on the masks' grid; None, with a warning, when it is missing or on another."""
+    path = image_files.get(case)
+    try:
+        if path is None:
+            raise InputError(None, "no image of this case")
+        image, _ = load_image(path)
+        if image.shape != shape:
+            raise InputError(path, f"image shape {image.shape} differs from the masks' {shape}")
+    except InputError as err:
+        warnings.warn(f"{case}: {err}; its overlay is drawn on the reference instead", stacklevel=2)
+        return None
+    return image
+
+
+def _single_files(folder: Path) -> dict[str, Path]:
+    """Case name → file, for the names that only one file has."""
+    return {key: paths[0] for key, paths in by_name(mask_files(folder), case_name).items() if len(paths) == 1}
+
+
+def _skipped_row(case: str, problem: str, structure: str | None = None, pair: Pair | None = None) -> dict:
     return {
-        "case": key,
+        "case": case,
+        "class": structure,
         "status": "skipped",
         "problem": problem,
-        "pred_file": None if pred_path is None else pred_path.name,
-        "ref_file": None if ref_path is None else ref_path.name,
+        "pred_file": None if pair is None else pair.pred.name,
+        "ref_file": None if pair is None else pair.ref.name,
     }
 
 
-def _index(folder: Path) -> dict[str, list[Path]]:
-    files: dict[str, list[Path]] = {}
-    for path in sorted(folder.iterdir()):
-        if path.is_file() and not path.name.startswith(".") and suffix_of(path) in SUPPORTED_SUFFIXES:
-            files.setdefault(case_name(path), []).append(path)
-    return files
+def _columns(measures: Sequence[str]) -> list[str]:
+    return list(BASE_COLUMNS) + [c for m in ALL_MEASURES if m in measures for c in MEASURE_COLUMNS[m]]
+
+
+def _evaluated_table(cases: list[Case], settings: Settings, out: Path, workers: int) -> pd.DataFrame:
+    """Stream each case's rows to ``cases.partial.csv`` (resuming a crashed run); publish ``cases.csv``."""
+    columns = _columns(settings.measures)
+    partial = out / "cases.partial.csv"
+    done = _resume(partial, columns)
+    tasks = [(case, settings) for case in cases if case.name not in done]
+    with _appender(partial, columns, fresh=not done) as append:
+        for rows in tqdm(_map(evaluate_case, tasks, workers), total=len(tasks), desc="evaluate", unit="case"):
+            append(rows)
+
+    numeric = {c: float for c in columns if c == "ndim" or c not in BASE_COLUMNS}
+    table = pd.read_csv(partial, keep_default_na=False, na_values=[""], dtype=numeric)
+    table = table.sort_values(["case", "class"], na_position="first", kind="stable").reset_index(drop=True)
+    table = table.drop(columns=[c for c in OPTIONAL_COLUMNS if c in table and table[c].isna().all()])
+    atomic_write_with(out / "cases.csv", lambda tmp: table.to_csv(tmp, index=False, float_format="%.6g"))
+    partial.unlink()
+    return table
 
 
 def _map(fn, tasks: list, workers: int) -> Iterator:

@@ -69,6 +69,7 @@ class ArchitectureMeasurements:
 
         engine.add_event_handler(Events.STARTED, lambda _: self.rows.clear())
         engine.add_event_handler(Events.ITERATION_COMPLETED, self)
+        engine.add_event_handler(Events.COMPLETED, lambda _: self.report())
         if self.videos is not None:
             engine.add_event_handler(Events.COMPLETED, lambda _: self.videos.close())
 
@@ -77,6 +78,18 @@ class ArchitectureMeasurements:
             reference = case[self.reference_key] if self.reference_key else None
             self.rows.append(self.measure(case[self.pred_key], reference))
         atomic_write_rows(self.path, self.rows)
+
+    def report(self) -> None:
+        """Where the measurements are, and loudly when lengths are pixels for want of a calibration."""
+        if not self.rows:
+            return
+        self.logger.info(f"{len(self.rows)} result(s) measured → {self.path}")
+        in_px = sum(row.get("units") == "px" for row in self.rows)
+        if in_px:
+            self.logger.warning(
+                f"{in_px} of {len(self.rows)} result(s) without calibration: lengths are in PIXELS "
+                '(give --spacing MM, e.g. --spacing 0.1 or --spacing "[0.1,0.1]", or --depth MM)'
+            )
 
     def measure(self, pred: torch.Tensor, reference: torch.Tensor | None = None) -> dict:
         """One CSV row for one case; NaNs and an ``error`` when the masks cannot be measured."""

@@ -8,6 +8,7 @@ wall thickness) and saves the thickness map beside the mask, with the same affin
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from collections.abc import Callable, Mapping
@@ -16,14 +17,18 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import torch
+from ignite.engine import Engine
 from monai.data import MetaTensor
 from monai.handlers import IgniteMetricHandler, from_engine
 from monai.metrics import CumulativeIterationMetric
 
 from sonomuscle.data.readers import stem_of
-from sonomuscle.io import atomic_write_rows, atomic_write_with
+from sonomuscle.io import atomic_write_json, atomic_write_rows, atomic_write_with
 from sonomuscle.measures.area import volume
 from sonomuscle.measures.thickness import local_thickness
+from sonomuscle.transforms.io import CALIBRATION
+
+logger = logging.getLogger(__name__)
 
 
 def spacing_of(tensor: torch.Tensor) -> tuple[float, ...] | None:
@@ -47,11 +52,28 @@ class PhysicalDistance(IgniteMetricHandler):
     ) -> None:
         super().__init__(metric_fn=metric_fn, output_transform=output_transform, save_details=save_details)
 
+    def reset(self) -> None:
+        super().reset()
+        self.units: set[str] = set()
+
     def update(self, output) -> None:
         y_pred, y = output
         # one call per case: cases in a batch may differ in spacing
         for pred, label in zip(y_pred, y, strict=True):
             self.metric_fn(pred[None], label[None], spacing=spacing_of(label))
+            self.units.add(units_of(label))
+
+    def completed(self, engine: Engine, name: str) -> None:
+        """Also record the unit in ``engine.state.metric_units``: images without calibration are in pixels."""
+        super().completed(engine, name)
+        unit = self.units.pop() if len(self.units) == 1 else "mm or px (mixed calibration)"
+        engine.state.metric_units = {**getattr(engine.state, "metric_units", {}), name: unit}
+
+
+def units_of(tensor: torch.Tensor) -> str:
+    """``px`` for an image without calibration (meta ``calibration`` ``none``), else ``mm``."""
+    meta = tensor.meta if isinstance(tensor, MetaTensor) else {}
+    return "px" if meta.get(CALIBRATION) == "none" else "mm"
 
 
 class VolumeMeasurements:
@@ -59,7 +81,9 @@ class VolumeMeasurements:
 
     ``labels`` maps class names to label values in the predicted map (channel-first, one channel, integer).
     For ``thickness_label`` the local thickness (mm) is summarised and its map written to
-    ``output_dir/thickness/<case>.nii.gz`` with the prediction's affine.
+    ``output_dir/thickness/<case>.nii.gz`` with the prediction's affine. With ``label_map_dir`` (where the
+    label maps are saved) the class names go there as ``classes.json``, so ``sonomuscle evaluate`` names
+    the structures as the bundle does.
     """
 
     def __init__(
@@ -69,19 +93,31 @@ class VolumeMeasurements:
         thickness_label: str | None = None,
         filename: str = "measurements.csv",
         pred_key: str = "pred",
+        label_map_dir: str | os.PathLike | None = None,
     ) -> None:
         self.output_dir = Path(output_dir)
         self.labels = dict(labels)
         self.thickness_label = thickness_label
         self.path = self.output_dir / filename
         self.pred_key = pred_key
+        self.label_map_dir = None if label_map_dir is None else Path(label_map_dir)
         self.rows: list[dict] = []
 
     def attach(self, engine) -> None:
         from ignite.engine import Events
 
-        engine.add_event_handler(Events.STARTED, lambda _: self.rows.clear())
+        engine.add_event_handler(Events.STARTED, self._started)
         engine.add_event_handler(Events.ITERATION_COMPLETED, self)
+        engine.add_event_handler(Events.COMPLETED, self._completed)
+
+    def _started(self, engine) -> None:
+        self.rows.clear()
+        if self.label_map_dir is not None:
+            atomic_write_json(self.label_map_dir / "classes.json", self.labels)
+
+    def _completed(self, engine) -> None:
+        where = f"; label maps in {self.label_map_dir}" if self.label_map_dir is not None else ""
+        logger.info(f"{len(self.rows)} case(s) measured → {self.path}{where}")
 
     def __call__(self, engine) -> None:
         for pred in from_engine([self.pred_key])(engine.state.output):

@@ -63,7 +63,7 @@ class LoadUltrasoundd(LoadImaged):
 
 class SetSpacingd(MapTransform):
     """Calibrate each key's affine from the datalist: ``"spacing"`` (mm per pixel, one value per spatial
-    axis) or ``"depth"`` (the imaged depth in mm that scanners display, over the rows of the ultrasound
+    axis, or one for all) or ``"depth"`` (the imaged depth in mm that scanners display, over the rows of the ultrasound
     picture: the height of the entry's ``"crop"`` box, else found by
     :func:`~sonomuscle.transforms.crop.picture_rows`), in that order.
 
@@ -102,6 +102,8 @@ class SetSpacingd(MapTransform):
             if spacing is None:
                 continue
             spatial_dims = image.spatial_ndim
+            if len(spacing) == 1:  # one value: square pixels (cubic voxels)
+                spacing = np.repeat(spacing, spatial_dims)
             if len(spacing) != spatial_dims or not (spacing > 0).all():
                 raise InputError(
                     _source(d, key),

@@ -48,7 +48,7 @@ def write_volume_dataset(
             atomic_write_with(out / folder / f"{name}.nii.gz", lambda p, img=img: nib.save(img, p))
         rows.append({"case": name, **case.truth})
 
-    atomic_write_rows(out / "truth.csv", rows)
+    atomic_write_rows(out / "truth.csv", rows, significant=None)  # exact, as the phantom was drawn
     return atomic_write_json(out / "datalist.json", split_cases([_volume_entry(r["case"]) for r in rows]))
 
 

@@ -1,0 +1,69 @@
+"""What a training prints and how it resumes: schedule stretched to new epochs, "not scored", units."""
+
+from __future__ import annotations
+
+import math
+import os
+
+import pytest
+import torch
+from ignite.engine import Engine, State
+from monai.data import MetaTensor
+
+from sonomuscle.handlers.progress import metric_texts
+from sonomuscle.handlers.resume import last_checkpoint, stretch_cosine_schedule
+from sonomuscle.handlers.volumetric import units_of
+
+
+def _cosine(epochs_done: int, t_max: int) -> torch.optim.lr_scheduler.CosineAnnealingLR:
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=t_max)
+    for _ in range(epochs_done):
+        optimizer.step()
+        scheduler.step()
+    return scheduler
+
+
+def test_a_finished_short_schedule_stretched_to_more_epochs_continues_where_the_long_one_stands():
+    short = _cosine(epochs_done=3, t_max=3)
+    assert short.get_last_lr()[0] == pytest.approx(0.0, abs=1e-12)  # what MONAI's loader restores
+    stretch_cosine_schedule(short, 50)
+    rates = []
+    for _ in range(47):
+        short.optimizer.step()
+        short.step()
+        rates.append(short.get_last_lr()[0])
+    expected = [(1 + math.cos(math.pi * epoch / 50)) / 2 for epoch in range(4, 51)]
+    assert rates == pytest.approx(expected, abs=1e-9)
+    assert max(rates) > 0.9  # not a cycle every 6 epochs from zero
+
+
+def test_last_checkpoint_is_the_newest_unless_resume_is_off(tmp_path):
+    for epoch in (2, 1):  # written out of order; their times say which is newest
+        (tmp_path / f"checkpoint_epoch={epoch}.pt").write_bytes(b"")
+        os.utime(tmp_path / f"checkpoint_epoch={epoch}.pt", (epoch * 100, epoch * 100))
+    assert last_checkpoint(tmp_path).endswith("checkpoint_epoch=2.pt")
+    assert last_checkpoint(tmp_path, resume=False) == ""
+    assert last_checkpoint(tmp_path / "none") == ""
+
+
+def test_epoch_line_says_not_scored_and_units():
+    validator = Engine(lambda engine, batch: None)
+    validator.state = State()
+    validator.state.metrics = {"val_dice_aponeurosis": 0.8123, "val_dice_fascicle": 0.0, "val_hd95": 3.25}
+    validator.state.metric_details = {
+        "val_dice_aponeurosis": torch.tensor([[0.8], [0.82]]),
+        "val_dice_fascicle": torch.tensor([[math.nan], [math.nan]]),
+    }
+    validator.state.metric_units = {"val_hd95": "px"}
+    assert metric_texts(validator) == [
+        "dice_aponeurosis 0.8123",
+        "dice_fascicle not scored (no case annotated)",
+        "hd95 3.25 px",
+    ]
+
+
+def test_distances_of_uncalibrated_images_are_pixels():
+    calibrated = MetaTensor(torch.zeros(1, 4, 4), meta={"calibration": "spacing"})
+    bare = MetaTensor(torch.zeros(1, 4, 4), meta={"calibration": "none"})
+    assert (units_of(calibrated), units_of(bare), units_of(torch.zeros(1, 4, 4))) == ("mm", "px", "mm")
