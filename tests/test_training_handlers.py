@@ -10,8 +10,9 @@ import torch
 from ignite.engine import Engine, State
 from monai.data import MetaTensor
 
+from sonomuscle.handlers.checkpoints import last_checkpoint
 from sonomuscle.handlers.progress import metric_texts
-from sonomuscle.handlers.resume import last_checkpoint, stretch_cosine_schedule
+from sonomuscle.handlers.resume import stretch_cosine_schedule
 from sonomuscle.handlers.volumetric import units_of
 
 
@@ -38,13 +39,16 @@ def test_a_finished_short_schedule_stretched_to_more_epochs_continues_where_the_
     assert max(rates) > 0.9  # not a cycle every 6 epochs from zero
 
 
-def test_last_checkpoint_is_the_newest_unless_resume_is_off(tmp_path):
-    for epoch in (2, 1):  # written out of order; their times say which is newest
-        (tmp_path / f"checkpoint_epoch={epoch}.pt").write_bytes(b"")
+def test_resume_takes_the_newest_readable_checkpoint(tmp_path, caplog):
+    for epoch in (1, 2):
+        torch.save({"epoch": torch.tensor(epoch)}, tmp_path / f"checkpoint_epoch={epoch}.pt")
         os.utime(tmp_path / f"checkpoint_epoch={epoch}.pt", (epoch * 100, epoch * 100))
     assert last_checkpoint(tmp_path).endswith("checkpoint_epoch=2.pt")
     assert last_checkpoint(tmp_path, resume=False) == ""
     assert last_checkpoint(tmp_path / "none") == ""
+    (tmp_path / "checkpoint_epoch=3.pt").write_bytes(b"cut short by a crash")  # the newest
+    assert last_checkpoint(tmp_path).endswith("checkpoint_epoch=2.pt")
+    assert "checkpoint_epoch=3.pt: not a readable PyTorch checkpoint" in caplog.text
 
 
 def test_epoch_line_says_not_scored_and_units():

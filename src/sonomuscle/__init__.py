@@ -29,3 +29,7 @@ def quiet_library_notices() -> None:
 
 
 quiet_library_notices()
+
+from sonomuscle.errors import install_one_line_errors  # noqa: E402  (after the filters it must not undo)
+
+install_one_line_errors()

@@ -47,9 +47,14 @@ def load_datalist(
             "datalist not found; make one with `sonomuscle datalist` or `sonomuscle synth --task architecture2d`",
         )
     try:
-        return load_decathlon_datalist(path, True, split, base_dir or path.parent)
+        entries = load_decathlon_datalist(path, True, split, base_dir or path.parent)
     except (ValueError, KeyError) as err:
         raise InputError(path, f"no usable {split!r} list ({str(err).splitlines()[0]})") from None
+    if not entries:
+        raise InputError(
+            path, f"its {split!r} list is empty (`sonomuscle datalist` fractions decide the splits)"
+        )
+    return entries
 
 
 def inference_cases(
@@ -83,6 +88,54 @@ def inference_cases(
     if calibration:
         cases = [case if {"spacing", "depth"} & case.keys() else {**case, **calibration} for case in cases]
     return cases
+
+
+def check_settings(
+    spatial_size: Sequence[int],
+    strides: Sequence[int | Sequence[int]],
+    spatial_dims: int,
+    max_epochs: int | None = None,
+    val_interval: int | None = None,
+    batch_size: int | None = None,
+    learning_rate: float | None = None,
+) -> None:
+    """Refuse, naming the option, settings a run would die on deep inside (or silently misuse)."""
+    for name, value in (
+        ("max_epochs", max_epochs),
+        ("val_interval", val_interval),
+        ("batch_size", batch_size),
+    ):
+        if value is not None and not (isinstance(value, int) and value >= 1):
+            raise InputError(f"--{name}", f"must be a whole number ≥ 1, got {value!r}")
+    if learning_rate is not None and not (
+        isinstance(learning_rate, (int, float)) and math.isfinite(learning_rate) and learning_rate > 0
+    ):
+        raise InputError("--learning_rate", f"must be a positive number, got {learning_rate!r}")
+    size = list(spatial_size) if isinstance(spatial_size, (list, tuple)) else [spatial_size]
+    if len(size) != spatial_dims or not all(isinstance(s, int) and s >= 1 for s in size):
+        raise InputError("--spatial_size", f"must be {spatial_dims} whole numbers ≥ 1, got {spatial_size!r}")
+    factor = [
+        math.prod(s if isinstance(s, int) else s[axis] for s in strides) for axis in range(spatial_dims)
+    ]
+    if any(s % f for s, f in zip(size, factor, strict=True)):
+        raise InputError(
+            "--spatial_size",
+            f"{size} must be a multiple of {factor} along its axes: the network downsamples by that much",
+        )
+
+
+def check_output_dir(folder: str | os.PathLike) -> None:
+    """Make ``folder`` and prove it takes files now, not after an hour of training or inference."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise InputError(folder, "--output_dir is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".sonomuscle_write_test_{os.getpid()}"  # one per process under torchrun
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise InputError(folder, f"cannot write outputs here: {err.strerror}") from None
 
 
 def gathered(files: Sequence[str | os.PathLike], folder: str | os.PathLike) -> Path:

@@ -12,6 +12,8 @@ import shutil
 import uuid
 from pathlib import Path
 
+from sonomuscle.errors import InputError
+
 # a bundle's shipped parts; everything else under bundles/<name>/ (runs/, eval/, checkpoints) stays behind
 SHIPPED_DIRS = ("configs", "docs")
 WEIGHTS = ("models/model.pt", "models/model.ts")
@@ -51,7 +53,7 @@ def export_bundle(bundle: str | os.PathLike, dest: str | os.PathLike) -> Path:
     """
     bundle, dest = Path(bundle), Path(dest)
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
-        raise FileExistsError(f"{dest}: exists and is not an empty folder; choose a new or empty one")
+        raise InputError(dest, "exists and is not an empty folder; choose a new or empty one")
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.parent / f".tmp-{dest.name}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()  # not mkdtemp: its 0700 mode would end up on the export

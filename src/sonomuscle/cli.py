@@ -7,13 +7,14 @@ command does can also be called from Python.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from sonomuscle import __version__
 from sonomuscle.data.phantoms import PHANTOM_MODULES
-from sonomuscle.errors import InputError
+from sonomuscle.errors import user_error
 
 PHANTOM_TASKS = tuple(PHANTOM_MODULES)
 EVALUATION_MEASURES = ("dice", "hd95", "assd", "volume", "thickness")
@@ -290,11 +291,15 @@ def _run_bundle_command(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; a problem with the user's input or paths is one line and exit status 2."""
     args = build_parser().parse_args(argv)
     try:
         run(args)
-    except (InputError, FileExistsError) as err:
-        print(f"sonomuscle {args.command}: error: {err}", file=sys.stderr)
+    except Exception as err:
+        line = None if os.environ.get("SONOMUSCLE_DEBUG") else user_error(err)
+        if line is None:
+            raise
+        print(f"sonomuscle {args.command}: error: {line}", file=sys.stderr)
         return 2
     return 0
 

@@ -1,8 +1,35 @@
-"""One error type for bad user input, so every message reads ``<file>: <problem>`` on one line."""
+"""One error type for bad user input, so every message reads ``<file>: <problem>`` on one line.
+
+Errors caused by the user's files, options or output folders reach the user as that one line, also when
+they surface through MONAI's config wrappers ("Failed to evaluate ...") or a ``python -m monai.bundle
+run`` traceback: :func:`user_error` finds the cause in the exception chain, and importing ``sonomuscle``
+(which every bundle config does) installs an exception hook that prints it. ``SONOMUSCLE_DEBUG=1`` keeps
+the full traceback.
+"""
 
 from __future__ import annotations
 
+import errno
+import os
+import sys
 from os import PathLike
+from types import TracebackType
+
+# operating-system errors about a path the user gave: missing, not a folder, read-only, name too long, ...
+USER_ERRNOS = frozenset(
+    {
+        errno.ENOENT,
+        errno.ENOTDIR,
+        errno.EISDIR,
+        errno.EACCES,
+        errno.EPERM,
+        errno.EROFS,
+        errno.ENAMETOOLONG,
+        errno.EEXIST,
+        errno.ENOTEMPTY,
+        errno.ENOSPC,
+    }
+)
 
 
 class InputError(ValueError):
@@ -12,3 +39,35 @@ class InputError(ValueError):
         self.source = None if source is None else str(source)
         self.problem = problem
         super().__init__(problem if source is None else f"{source}: {problem}")
+
+
+def user_error(err: BaseException) -> str | None:
+    """The one line for an error the user can fix, from anywhere in ``err``'s chain; None for a bug.
+
+    An :class:`InputError` wins over an operating-system error about a path (which it may have caused).
+    """
+    chain = []
+    while err is not None and err not in chain:
+        chain.append(err)
+        err = err.__cause__ or err.__context__
+    for cause in chain:
+        if isinstance(cause, InputError):
+            return str(cause)
+    for cause in chain:
+        if isinstance(cause, OSError) and cause.errno in USER_ERRNOS and cause.filename is not None:
+            return f"{cause.filename}: {cause.strerror}"
+    return None
+
+
+def _one_line_hook(kind: type[BaseException], value: BaseException, tb: TracebackType | None) -> None:
+    line = None if os.environ.get("SONOMUSCLE_DEBUG") else user_error(value)
+    if line is None:
+        sys.__excepthook__(kind, value, tb)
+    else:
+        print(f"error: {line}", file=sys.stderr)
+
+
+def install_one_line_errors() -> None:
+    """Uncaught user errors print one line (exit status 1) instead of a traceback."""
+    if sys.excepthook is sys.__excepthook__:
+        sys.excepthook = _one_line_hook

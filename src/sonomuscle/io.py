@@ -35,7 +35,7 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
 
 def atomic_write_text(target: str | os.PathLike, text: str) -> Path:
     with atomic_path(target) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+        tmp.write_text(text, encoding="utf-8", errors="backslashreplace")  # undecodable file names
     return Path(target)
 
 

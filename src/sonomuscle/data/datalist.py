@@ -21,6 +21,7 @@ from sonomuscle.errors import InputError
 from sonomuscle.io import atomic_write_json
 
 SPLITS = ("training", "validation", "test")
+MIN_SIDE = 16  # pixels: a smaller 2D image is an icon or a broken export, not ultrasound
 
 
 @dataclass
@@ -159,6 +160,11 @@ def _check_case(
             image, file_spacing = load_image(image_path)
         except InputError as err:
             reason = err.problem
+        else:
+            if image.ndim == 2 and min(image.shape) < MIN_SIDE:
+                reason = (
+                    f"{'×'.join(map(str, image.shape))} pixels: too small to learn from (< {MIN_SIDE} a side)"
+                )
     if reason is not None:
         rejected.add(image_path, reason)
         for path in labels.values():

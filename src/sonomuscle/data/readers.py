@@ -20,6 +20,7 @@ from monai.data.image_reader import ImageReader, _copy_compatible_dict, _stack_i
 from monai.data.utils import affine_to_spacing, is_no_channel
 from monai.transforms import EnsureChannelFirst
 from monai.utils import ImageMetaKey, MetaKeys, ensure_tuple
+from nibabel.openers import ImageOpener
 from PIL import Image
 from pydicom.pixels import apply_modality_lut
 
@@ -182,12 +183,25 @@ def _read_volume(path: Path) -> tuple[np.ndarray, tuple[float, ...], np.ndarray]
     """NIfTI/NRRD/MHA with the same MONAI reader, array order and affine that ``LoadImage`` picks."""
     suffix = suffix_of(path)
     reader = NibabelReader() if suffix in (".nii", ".nii.gz") else ITKReader()
-    array, meta = reader.get_data(reader.read(path))
+    volume = reader.read(path)
+    if isinstance(reader, NibabelReader):
+        # nibabel turns a voxel size of 0 into 1 mm on loading; the file's own header says what it knows
+        with ImageOpener(path) as file:
+            header = type(volume.header).from_fileobj(file, check=False)
+        _check_voxel_size(path, tuple(float(z) for z in header["pixdim"][1 : volume.ndim + 1]))
+    array, meta = reader.get_data(volume)
     if not is_no_channel(meta.get(MetaKeys.ORIGINAL_CHANNEL_DIM, "no_channel")) or array.ndim not in (2, 3):
         raise InputError(path, f"expected a 2D image or 3D volume with one channel, got shape {array.shape}")
     affine = np.asarray(meta[MetaKeys.AFFINE], dtype=np.float64)
     spacing = tuple(float(s) for s in affine_to_spacing(affine, r=array.ndim))
+    _check_voxel_size(path, spacing)
     return np.asarray(array, dtype=np.float32), spacing, affine
+
+
+def _check_voxel_size(path: Path, spacing: tuple[float, ...]) -> None:
+    """Refuse a voxel size that is not positive: resampling a 0 mm axis would allocate without bound."""
+    if not all(np.isfinite(s) and s > 0 for s in spacing):
+        raise InputError(path, f"voxel size {spacing} mm in the header is not positive: fix its pixdim")
 
 
 def _checked(path: Path, array: np.ndarray, mask: bool) -> np.ndarray:

@@ -27,6 +27,7 @@ import json
 import math
 import multiprocessing
 import os
+import sys
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -255,6 +256,11 @@ def _evaluate_pair(case: str, pair: Pair, settings: Settings) -> list[dict]:
     if not classes:
         problem = f"{pair.ref.name}: reference is empty, no class to evaluate"
         return [_skipped_row(case, problem, pair.structure, pair)]
+    for side, path, labels in (("reference", pair.ref, ref), ("prediction", pair.pred, pred)):
+        undeclared = sorted(set(np.unique(labels).tolist()) - {0, *classes.values()})
+        if undeclared:  # said, since they are scored as background
+            message = f"{path.name}: {side} values {undeclared} are not among the classes {classes}"
+            warnings.warn(message, stacklevel=1)
     base = {
         "case": case,
         "ndim": ref.ndim,
@@ -272,6 +278,13 @@ def _evaluate_pair(case: str, pair: Pair, settings: Settings) -> list[dict]:
         row |= _shape_measures(pred == value, ref == value, spacing, settings, name)
         if (ref == value).any() and not (pred == value).any():
             row |= {"status": "flagged", "problem": "empty prediction", "flag": "empty_pred"}
+        elif not (ref == value).any() and not (pred == value).any():  # nothing to agree on: not a Dice of 1
+            row |= {c: None for c in MEASURE_COLUMNS["dice"]}
+            row |= {
+                "status": "flagged",
+                "problem": f"no {name} (value {value}) in either mask",
+                "flag": "absent",
+            }
         rows.append(row)
     return rows
 
@@ -421,7 +434,14 @@ def _resume(partial: Path, columns: list[str]) -> set[str]:
     ]
     if not lines or lines[0].rstrip("\n") != ",".join(columns):
         return set()
-    keys = [row["case"] for row in csv.DictReader(lines)]
+    rows = list(csv.DictReader(lines))
+    if not all(_intact(row) for row in rows):
+        print(
+            f"{partial}: damaged (a value that is not a number); evaluating every case afresh",
+            file=sys.stderr,
+        )
+        return set()
+    keys = [row["case"] for row in rows]
     if not keys:
         return set()
     kept = [line for line, key in zip(lines[1:], keys, strict=True) if key != keys[-1]]
@@ -429,11 +449,24 @@ def _resume(partial: Path, columns: list[str]) -> set[str]:
     return set(keys) - {keys[-1]}
 
 
+def _intact(row: dict) -> bool:
+    """A partial row as this module writes it: numbers (or nothing) in every numeric column."""
+    for column in row.keys() - set(BASE_COLUMNS) | {"ndim"}:
+        value = row.get(column)
+        if value in ("", None):
+            continue
+        try:
+            float(value)
+        except (TypeError, ValueError):
+            return False
+    return True
+
+
 @contextmanager
 def _appender(path: Path, columns: list[str], fresh: bool) -> Iterator[Callable[[list[dict]], None]]:
     """Append rows to the partial CSV, flushed to disk after each case."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w" if fresh else "a", newline="", encoding="utf-8") as file:
+    with path.open("w" if fresh else "a", newline="", encoding="utf-8", errors="backslashreplace") as file:
         writer = csv.DictWriter(file, columns, extrasaction="ignore", lineterminator="\n")
         if fresh:
             writer.writeheader()

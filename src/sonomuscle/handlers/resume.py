@@ -11,23 +11,15 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from pathlib import Path
 
 from ignite.engine import Engine
 from monai.handlers import CheckpointLoader
 
 from sonomuscle.errors import InputError
+from sonomuscle.handlers.checkpoints import checkpoint_problem
 
 logger = logging.getLogger(__name__)
-
-
-def last_checkpoint(ckpt_dir: str | os.PathLike, resume: bool = True) -> str:
-    """The newest ``checkpoint_epoch=*.pt`` in ``ckpt_dir``, or ``""`` when there is none or ``resume`` is off."""
-    if not resume:
-        return ""
-    found = sorted(Path(ckpt_dir).glob("checkpoint_epoch=*.pt"), key=os.path.getmtime)
-    return str(found[-1]) if found else ""
 
 
 class ResumingCheckpointLoader(CheckpointLoader):
@@ -46,6 +38,13 @@ class ResumingCheckpointLoader(CheckpointLoader):
                 self.load_path,
                 f"this run already trained {engine.state.epoch} epochs, more than max_epochs {asked}: raise "
                 "max_epochs to continue it, or start afresh with --resume false or a new --output_dir",
+            ) from None
+        except Exception as err:
+            problem = checkpoint_problem(err)
+            if problem is None:
+                raise
+            raise InputError(
+                self.load_path, f"{problem}: start afresh with --resume false or a new --output_dir"
             ) from None
         epoch = engine.state.epoch
         logger.info(f"resuming the run in {Path(self.load_path).parent.parent} at epoch {epoch} of {asked}")

@@ -188,6 +188,7 @@ class ValidateInputd(Transform):
                     f"label {key!r} spatial shape {tuple(label.shape[1:])} differs from image "
                     f"{tuple(image.shape[1:])} ({_source(data, self.image_key)})",
                 )
+            self._check_spacing(data, self.image_key, key)
             self._check_finite(data, key, label)
             if self.allowed_values is not None:
                 values = torch.unique(label)
@@ -198,6 +199,23 @@ class ValidateInputd(Transform):
                         f"label {key!r} has values {bad[:6].tolist()} outside {self.allowed_values.tolist()}",
                     )
         return data
+
+    @staticmethod
+    def _check_spacing(data: Mapping[Hashable, object], image_key: Hashable, key: Hashable) -> None:
+        """Image and label must lie on the same grid: resampled apart they would no longer match. (A mask
+        file without a calibration, such as a PNG beside a DICOM, takes its image's.)"""
+        image, label = data[image_key], data[key]
+        if not (isinstance(image, MetaTensor) and isinstance(label, MetaTensor)):
+            return
+        if not (image.meta.get(SPACING_KNOWN) and label.meta.get(SPACING_KNOWN)):
+            return
+        ours, theirs = image.pixdim.double(), label.pixdim.double()
+        if not torch.allclose(ours, theirs, rtol=1e-3, atol=0):
+            raise InputError(
+                _source(data, key),
+                f"label {key!r} spacing {[round(float(v), 4) for v in theirs]} mm differs from its image's "
+                f"{[round(float(v), 4) for v in ours]} mm ({_source(data, image_key)})",
+            )
 
     @staticmethod
     def _check_finite(data: Mapping[Hashable, object], key: Hashable, tensor: torch.Tensor) -> None:

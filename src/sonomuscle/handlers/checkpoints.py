@@ -1,0 +1,98 @@
+"""Checkpoint files a user can get wrong, said in one line: missing, corrupt, another network's, unsafe.
+
+Training resumes from the newest checkpoint it can read (a file cut short by a crash is reported and the
+one before it used) and keeps only its newest; inference and evaluation name the model file and what is
+wrong with it instead of a ``state_dict`` or unpickling traceback. Every load is ``weights_only=True``:
+a file that holds code is refused.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import re
+from pathlib import Path
+
+import torch
+from ignite.engine import Engine, Events
+from monai.handlers import CheckpointLoader
+
+from sonomuscle.errors import InputError
+
+logger = logging.getLogger(__name__)
+CHECKPOINT_GLOB = "checkpoint_epoch=*.pt"
+UNREADABLE = "not a readable PyTorch checkpoint (corrupt, cut short, or another kind of file)"
+
+
+def checkpoint_problem(err: BaseException) -> str | None:
+    """What is wrong with a checkpoint file, from the error loading it raised; None if it is not about the file."""
+    text = str(err)
+    if isinstance(err, pickle.UnpicklingError):  # garbage and code payloads look alike to the unpickler
+        return f"{UNREADABLE}, or it holds code (models load with weights_only=True)"
+    if isinstance(err, RuntimeError):
+        if "state_dict" in text:
+            detail = " ".join(text.splitlines()[1:2]).strip()[:160]
+            return f"holds the weights of another network than this bundle's ({detail})"
+        if re.search(r"zip archive|PytorchStreamReader|EOF", text):
+            return UNREADABLE
+    if isinstance(err, (EOFError, KeyError)):
+        return UNREADABLE
+    return None
+
+
+def last_checkpoint(ckpt_dir: str | os.PathLike, resume: bool = True) -> str:
+    """The newest readable ``checkpoint_epoch=*.pt`` in ``ckpt_dir`` (``""``: none, or ``resume`` off).
+
+    An unreadable newer one is reported and passed over, so a crash while saving never blocks resuming.
+    """
+    if not resume:
+        return ""
+    for path in sorted(Path(ckpt_dir).glob(CHECKPOINT_GLOB), key=os.path.getmtime, reverse=True):
+        try:
+            torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:
+            problem = checkpoint_problem(err)
+            if problem is None:
+                raise
+            logger.warning(f"{path}: {problem}; trying the checkpoint before it")
+            continue
+        return str(path)
+    return ""
+
+
+class ModelLoader(CheckpointLoader):
+    """``CheckpointLoader`` for the model inference and evaluation use, failing in one line naming the file."""
+
+    def __call__(self, engine: Engine) -> None:
+        path = Path(self.load_path)
+        if not path.is_file():
+            raise InputError(
+                path, "model not found: give --model_path (a training prints its model's path at the end)"
+            )
+        try:
+            super().__call__(engine)
+        except Exception as err:
+            problem = checkpoint_problem(err)
+            if problem is None:
+                raise
+            raise InputError(path, problem) from None
+
+
+class StaleCheckpointPruner:
+    """After each epoch's save, delete every ``checkpoint_epoch=*.pt`` but the newest (rank 0 only).
+
+    ``CheckpointSaver`` removes only the files it saved itself, so a resumed run would keep the checkpoints
+    of the run it resumed for ever.
+    """
+
+    def __init__(self, ckpt_dir: str | os.PathLike) -> None:
+        self.ckpt_dir = Path(ckpt_dir)
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        found = sorted(self.ckpt_dir.glob(CHECKPOINT_GLOB), key=os.path.getmtime)
+        for stale in found[:-1]:
+            stale.unlink(missing_ok=True)

@@ -1,0 +1,57 @@
+"""The inputs a run skipped, kept in its outputs: ``problems.csv`` beside ``measurements.csv``.
+
+:class:`~sonomuscle.data.stream.InferenceStream` skips a file or frame it cannot use with one log line and
+goes on; a log scrolls away, so this handler also writes each skipped input and its reason to
+``output_dir/problems.csv``. It hears the stream through its logger, so the stream must run in this
+process (``num_workers`` 0, the bundles' default).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from ignite.engine import Engine, Events
+
+from sonomuscle.data import stream
+from sonomuscle.errors import InputError
+from sonomuscle.io import atomic_write_rows
+
+logger = logging.getLogger(__name__)
+
+
+class SkippedInputs(logging.Handler):
+    """Collect the stream's "skipped" lines during an engine run; write them to ``output_dir/filename``."""
+
+    def __init__(self, output_dir: str | os.PathLike, filename: str = "problems.csv") -> None:
+        super().__init__(logging.WARNING)
+        self.path = Path(output_dir) / filename
+        self.rows: list[dict] = []
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.STARTED, self._started)
+        engine.add_event_handler(Events.COMPLETED, self._completed)
+        engine.add_event_handler(Events.EXCEPTION_RAISED, self._failed)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        reason = record.args[0] if isinstance(record.args, tuple) and record.args else record.getMessage()
+        if isinstance(reason, InputError):
+            self.rows.append({"input": reason.source or "", "problem": reason.problem})
+        else:
+            self.rows.append({"input": "", "problem": str(reason)})
+
+    def _started(self, engine: Engine) -> None:
+        self.rows.clear()
+        self.path.unlink(missing_ok=True)  # a previous run's problems are not this run's
+        stream.logger.addHandler(self)
+
+    def _completed(self, engine: Engine) -> None:
+        stream.logger.removeHandler(self)
+        if self.rows:
+            atomic_write_rows(self.path, self.rows)
+            logger.warning(f"{len(self.rows)} input(s) skipped, each with its reason in {self.path}")
+
+    def _failed(self, engine: Engine, err: Exception) -> None:
+        self._completed(engine)
+        raise err
