@@ -21,7 +21,6 @@ import pytest
 import sonomuscle
 from sonomuscle.bundles_export import export_bundle, shipped_files
 from sonomuscle.cli import main
-from sonomuscle.errors import InputError
 from sonomuscle.workflows import bundle_dir, bundle_names
 
 REPO = Path(__file__).resolve().parents[1]
@@ -71,7 +70,7 @@ def test_export_writes_the_shipped_files_and_refuses_a_non_empty_folder(tmp_path
         export_bundle(bundle, dest)
         written = sorted(p.relative_to(dest) for p in dest.rglob("*") if p.is_file())
         assert written == sorted(shipped_files(bundle))
-    with pytest.raises(InputError, match="not an empty folder"):
+    with pytest.raises(FileExistsError, match="not an empty folder"):
         export_bundle(bundle, tmp_path / "empty")
     assert not list(tmp_path.glob("**/.tmp-*")), "a temporary folder was left behind"
 

@@ -6,13 +6,12 @@ package (or torch) is installed, so the wheel and ``bundle export`` ship the sam
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
 import uuid
 from pathlib import Path
-
-from sonomuscle.errors import InputError
 
 # a bundle's shipped parts; everything else under bundles/<name>/ (runs/, eval/, checkpoints) stays behind
 SHIPPED_DIRS = ("configs", "docs")
@@ -53,7 +52,10 @@ def export_bundle(bundle: str | os.PathLike, dest: str | os.PathLike) -> Path:
     """
     bundle, dest = Path(bundle), Path(dest)
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
-        raise InputError(dest, "exists and is not an empty folder; choose a new or empty one")
+        # an OSError with its path, which the CLI reports as one line (no sonomuscle imports here)
+        raise FileExistsError(
+            errno.EEXIST, "exists and is not an empty folder; choose a new or empty one", str(dest)
+        )
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.parent / f".tmp-{dest.name}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()  # not mkdtemp: its 0700 mode would end up on the export
