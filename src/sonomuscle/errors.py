@@ -41,19 +41,29 @@ class InputError(ValueError):
         super().__init__(problem if source is None else f"{source}: {problem}")
 
 
+def _chain(err: BaseException | None) -> list[BaseException]:
+    """``err`` and what caused it, through wrappers such as MONAI's "applying transform" errors."""
+    chain: list[BaseException] = []
+    while err is not None and err not in chain:
+        chain.append(err)
+        err = err.__cause__ or err.__context__
+    return chain
+
+
+def input_error_of(err: BaseException) -> InputError | None:
+    """The :class:`InputError` anywhere in ``err``'s chain; None when there is none."""
+    return next((cause for cause in _chain(err) if isinstance(cause, InputError)), None)
+
+
 def user_error(err: BaseException) -> str | None:
     """The one line for an error the user can fix, from anywhere in ``err``'s chain; None for a bug.
 
     An :class:`InputError` wins over an operating-system error about a path (which it may have caused).
     """
-    chain = []
-    while err is not None and err not in chain:
-        chain.append(err)
-        err = err.__cause__ or err.__context__
-    for cause in chain:
-        if isinstance(cause, InputError):
-            return str(cause)
-    for cause in chain:
+    found = input_error_of(err)
+    if found is not None:
+        return str(found)
+    for cause in _chain(err):
         if isinstance(cause, OSError) and cause.errno in USER_ERRNOS and cause.filename is not None:
             return f"{cause.filename}: {cause.strerror}"
     return None

@@ -19,7 +19,7 @@ from torch.utils.data import get_worker_info
 
 from sonomuscle.data.frames import FRAME_KEY, VIDEO_SUFFIXES, is_cine, read_frames
 from sonomuscle.data.readers import SUPPORTED_SUFFIXES, suffix_of
-from sonomuscle.errors import InputError
+from sonomuscle.errors import InputError, input_error_of
 
 logger = logging.getLogger(__name__)
 
@@ -92,12 +92,3 @@ def _loop_of(item: Mapping) -> str | None:
     """The file a prepared frame came from; None for a still image."""
     meta = getattr(item["image"], "meta", {})
     return str(meta.get(ImageMetaKey.FILENAME_OR_OBJ)) if FRAME_KEY in meta else None
-
-
-def input_error_of(err: BaseException) -> InputError | None:
-    """The InputError behind ``err``, through MONAI's "applying transform" wrappers; None for other errors."""
-    while err is not None:
-        if isinstance(err, InputError):
-            return err
-        err = err.__cause__ or err.__context__
-    return None
