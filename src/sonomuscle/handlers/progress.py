@@ -1,53 +1,21 @@
-"""What a user reads while a bundle trains: one line per epoch, and where the best model went.
+"""What a user reads while a bundle trains and evaluates: scores, and where the best model went.
 
 MONAI's ``StatsHandler`` logs every iteration (hundreds of lines in a short run) and a metric no validation
-image could be scored on as ``0.0000``. These handlers log one summary per epoch instead, with "not scored"
-where nothing was annotated and the unit of each distance, and name the best model's file at the end.
+image could be scored on as ``0.0000``. Here a metric reads "not scored" where nothing was annotated and
+carries the unit of each distance (:func:`metric_texts`, also in the learning curve's line per epoch); the
+best model's file is named at the end of training, and an evaluation's scores fit on one line.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import os
-import time
 from pathlib import Path
 
 import torch
 from ignite.engine import Engine, Events
 
 logger = logging.getLogger("sonomuscle.training")
-
-
-class EpochSummary:
-    """After each epoch: ``epoch 5/40: loss 0.412; validation dice_aponeurosis 0.832, hd95 12.3 px (26 s)``."""
-
-    def __init__(self, validator: Engine | None = None, loss_key: str = "loss") -> None:
-        self.validator = validator
-        self.loss_key = loss_key
-        self.losses: list[float] = []
-        self.started = time.perf_counter()
-
-    def attach(self, engine: Engine) -> None:
-        engine.add_event_handler(Events.EPOCH_STARTED, self._start)
-        engine.add_event_handler(Events.ITERATION_COMPLETED, self._iteration)
-        engine.add_event_handler(Events.EPOCH_COMPLETED, self._epoch)
-
-    def _start(self, engine: Engine) -> None:
-        self.losses.clear()
-        self.started = time.perf_counter()
-
-    def _iteration(self, engine: Engine) -> None:
-        output = engine.state.output
-        loss = output[0][self.loss_key] if isinstance(output, list) else output[self.loss_key]
-        self.losses.append(float(torch.as_tensor(loss).mean()))
-
-    def _epoch(self, engine: Engine) -> None:
-        line = f"epoch {engine.state.epoch}/{engine.state.max_epochs}: loss {_mean(self.losses):.4f}"
-        validator = self.validator
-        if validator is not None and validator.state.epoch == engine.state.epoch:
-            line += "; validation " + ", ".join(metric_texts(validator))
-        logger.info(f"{line} ({time.perf_counter() - self.started:.0f} s)")
 
 
 def metric_texts(validator: Engine) -> list[str]:
@@ -101,7 +69,3 @@ class BestModelNotice:
             score = f" ({state.key_metric_name} {state.best_metric:.4f} at epoch {state.best_metric_epoch})"
         logger.info(f"best model{score}: {self.model_path}")
         logger.info(f"use it with: --model_path {self.model_path}")
-
-
-def _mean(values: list[float]) -> float:
-    return sum(values) / len(values) if values else math.nan
