@@ -64,6 +64,8 @@ def last_checkpoint(ckpt_dir: str | os.PathLike, resume: bool = True) -> str:
 class ModelLoader(CheckpointLoader):
     """``CheckpointLoader`` for the model inference and evaluation use, failing in one line naming the file."""
 
+    remedy = ""  # appended to the problem: what the user can do about it
+
     def __call__(self, engine: Engine) -> None:
         path = Path(self.load_path)
         if not path.is_file():
@@ -76,7 +78,7 @@ class ModelLoader(CheckpointLoader):
             problem = checkpoint_problem(err)
             if problem is None:
                 raise
-            raise InputError(path, problem) from None
+            raise InputError(path, problem + self.remedy) from None
 
 
 class StaleCheckpointPruner:

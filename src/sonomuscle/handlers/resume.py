@@ -14,16 +14,17 @@ import math
 from pathlib import Path
 
 from ignite.engine import Engine
-from monai.handlers import CheckpointLoader
 
 from sonomuscle.errors import InputError
-from sonomuscle.handlers.checkpoints import checkpoint_problem
+from sonomuscle.handlers.checkpoints import ModelLoader
 
 logger = logging.getLogger(__name__)
 
 
-class ResumingCheckpointLoader(CheckpointLoader):
-    """``CheckpointLoader`` for a run's own checkpoint: a clear line, a schedule over the new ``max_epochs``."""
+class ResumingCheckpointLoader(ModelLoader):
+    """``ModelLoader`` for a run's own checkpoint: a clear line, a schedule over the new ``max_epochs``."""
+
+    remedy = ": start afresh with --resume false or a new --output_dir"
 
     def __init__(self, load_path: str, load_dict: dict, lr_scheduler=None, **kwargs) -> None:
         super().__init__(load_path=load_path, load_dict=load_dict, **kwargs)
@@ -33,18 +34,13 @@ class ResumingCheckpointLoader(CheckpointLoader):
         asked = engine.state.max_epochs
         try:
             super().__call__(engine)
-        except ValueError:
+        except InputError:  # the file's own problem, said by ModelLoader (an InputError is a ValueError too)
+            raise
+        except ValueError:  # MONAI: the checkpoint's epoch is past max_epochs
             raise InputError(
                 self.load_path,
                 f"this run already trained {engine.state.epoch} epochs, more than max_epochs {asked}: raise "
                 "max_epochs to continue it, or start afresh with --resume false or a new --output_dir",
-            ) from None
-        except Exception as err:
-            problem = checkpoint_problem(err)
-            if problem is None:
-                raise
-            raise InputError(
-                self.load_path, f"{problem}: start afresh with --resume false or a new --output_dir"
             ) from None
         epoch = engine.state.epoch
         logger.info(f"resuming the run in {Path(self.load_path).parent.parent} at epoch {epoch} of {asked}")
