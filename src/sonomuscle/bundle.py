@@ -32,7 +32,7 @@ from monai.handlers import (
 )
 
 from sonomuscle.data.stream import input_files
-from sonomuscle.errors import InputError
+from sonomuscle.errors import InputError, positive_mm
 from sonomuscle.io import atomic_write_json
 
 
@@ -72,7 +72,7 @@ def inference_cases(
     ``spacing`` (mm per pixel along each axis) or ``depth`` (mm over the picture's rows) calibrate the cases
     that do not say their own: new images get millimetres as the training datalist's did.
     """
-    calibration = _calibration(spacing, depth)
+    calibration = calibration_entry(spacing, depth)
     if input_dir:
         folder = Path(input_dir)
         if not folder.is_dir():
@@ -156,20 +156,19 @@ def gathered(files: Sequence[str | os.PathLike], folder: str | os.PathLike) -> P
     return folder
 
 
-def _calibration(spacing: Sequence[float] | float | None, depth: float | None) -> dict:
-    """The datalist fields for ``spacing`` or ``depth``, checked: positive mm, one of the two."""
+def calibration_entry(spacing: Sequence[float] | float | None, depth: float | None) -> dict:
+    """The datalist fields for ``spacing`` (mm per pixel: one value, or one per axis) or ``depth`` (mm),
+    checked: positive mm, one of the two."""
     if spacing is not None and depth is not None:
-        raise InputError(None, "give spacing or depth, not both")
+        raise InputError(None, "give --spacing or --depth, not both")
     if depth is not None:
-        if not (isinstance(depth, (int, float)) and math.isfinite(depth) and depth > 0):
-            raise InputError(None, f"depth must be a positive number of mm, got {depth!r}")
-        return {"depth": float(depth)}
+        return {"depth": positive_mm("--depth", depth)}
     if spacing is None:
         return {}
     values = [spacing] if isinstance(spacing, (int, float)) else list(spacing)
-    if not values or not all(isinstance(v, (int, float)) and math.isfinite(v) and v > 0 for v in values):
-        raise InputError(None, f"spacing must be positive mm per pixel, e.g. [0.1, 0.1], got {spacing!r}")
-    return {"spacing": [float(v) for v in values]}
+    if not values:
+        raise InputError(None, "--spacing needs a value in mm, e.g. 0.1 or [0.1, 0.1]")
+    return {"spacing": [positive_mm("--spacing", v) for v in values]}
 
 
 # attached on every rank: they take part in collectives (a validator's metrics, MetricsSaver's and

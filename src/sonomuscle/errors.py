@@ -10,6 +10,7 @@ the full traceback.
 from __future__ import annotations
 
 import errno
+import math
 import os
 import sys
 from os import PathLike
@@ -39,6 +40,17 @@ class InputError(ValueError):
         self.source = None if source is None else str(source)
         self.problem = problem
         super().__init__(problem if source is None else f"{source}: {problem}")
+
+
+def positive_mm(option: str, value: object) -> float:
+    """``value`` as a length in mm; one line naming ``option`` unless it is a finite positive number."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not (math.isfinite(value) and value > 0)
+    ):
+        raise InputError(None, f"{option} must be a positive number of mm, got {value!r}")
+    return float(value)
 
 
 def _chain(err: BaseException | None) -> list[BaseException]:

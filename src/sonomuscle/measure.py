@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from sonomuscle.bundle import run_config
+from sonomuscle.bundle import calibration_entry, run_config
 from sonomuscle.data import stream
 from sonomuscle.data.readers import stem_of
 from sonomuscle.data.stream import input_files
@@ -58,9 +58,7 @@ def measure(
     crop: tuple[int, int, int, int] | None = None,
 ) -> Path:
     """Measure every 2D image, cine loop and video in ``paths`` (files or folders); returns the CSV's path."""
-    for name, value in (("--spacing", spacing), ("--depth", depth)):
-        if value is not None and not (np.isfinite(value) and value > 0):
-            raise InputError(None, f"{name} must be a positive number of mm, got {value}")
+    entry = calibration_entry(spacing, depth)
     if step < 1:
         raise InputError(None, f"--step must be ≥ 1, got {step}")
     out = Path(out)
@@ -68,7 +66,6 @@ def measure(
     files = _files(paths)
     if not files:
         raise InputError(None, "nothing to measure: no image or video among the given paths")
-    entry = {"spacing": [spacing]} if spacing else {"depth": depth} if depth else {}
     if crop is not None:
         entry["crop"] = list(crop)
     datalist = atomic_write_json(

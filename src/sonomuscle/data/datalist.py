@@ -17,7 +17,7 @@ import numpy as np
 from tqdm import tqdm
 
 from sonomuscle.data.readers import SUPPORTED_SUFFIXES, load_image, stem_of, suffix_of
-from sonomuscle.errors import InputError
+from sonomuscle.errors import InputError, positive_mm
 from sonomuscle.io import atomic_write_json
 
 SPLITS = ("training", "validation", "test")
@@ -111,8 +111,8 @@ def _check_arguments(
         )
     if folds is not None and folds < 2:
         raise InputError(None, f"--folds must be at least 2, got {folds}")
-    if spacing is not None and not spacing > 0:
-        raise InputError(None, f"--spacing must be a positive number of mm, got {spacing}")
+    if spacing is not None:
+        positive_mm("--spacing", spacing)
     if group_by is None:
         return None
     try:

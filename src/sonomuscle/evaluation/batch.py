@@ -39,7 +39,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from sonomuscle.data.readers import load_image
-from sonomuscle.errors import InputError
+from sonomuscle.errors import InputError, positive_mm
 from sonomuscle.evaluation.pairing import (
     Case,
     Pair,
@@ -126,8 +126,8 @@ def evaluate_folder(
     for folder in (pred, *refs.values(), *([] if images is None else [Path(images)])):
         if not folder.is_dir():
             raise InputError(folder, "not a folder")
-    if spacing is not None and not (math.isfinite(spacing) and spacing > 0):
-        raise InputError(None, f"--spacing must be a positive number of mm, got {spacing}")
+    if spacing is not None:
+        positive_mm("--spacing", spacing)
     settings = _settings(pred, labels, measures, spacing)
     cases = pair_cases(pred, ref)
     if not any(case.pairs for case in cases):
