@@ -68,6 +68,7 @@ def test_epoch_line_says_not_scored_and_units():
 
 
 def test_distances_of_uncalibrated_images_are_pixels():
-    calibrated = MetaTensor(torch.zeros(1, 4, 4), meta={"calibration": "spacing"})
-    bare = MetaTensor(torch.zeros(1, 4, 4), meta={"calibration": "none"})
-    assert (units_of(calibrated), units_of(bare), units_of(torch.zeros(1, 4, 4))) == ("mm", "px", "mm")
+    # the meta SetSpacingd and the reader leave; a plain tensor has no spacing: its distances are in voxels
+    calibrated = MetaTensor(torch.zeros(1, 4, 4), meta={"calibration": "spacing", "spacing_known": True})
+    bare = MetaTensor(torch.zeros(1, 4, 4), meta={"calibration": "none", "spacing_known": False})
+    assert (units_of(calibrated), units_of(bare), units_of(torch.zeros(1, 4, 4))) == ("mm", "px", "px")

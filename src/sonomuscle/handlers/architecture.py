@@ -30,7 +30,7 @@ from sonomuscle.data.frames import FRAME_KEY, TIME_KEY
 from sonomuscle.errors import InputError
 from sonomuscle.handlers.overlays import VideoOverlays, draw_measures, measured_figure, save_overlay_image
 from sonomuscle.handlers.trained_channels import TrainedChannels
-from sonomuscle.handlers.volumetric import spacing_of
+from sonomuscle.handlers.volumetric import known_spacing
 from sonomuscle.io import atomic_write_rows
 from sonomuscle.measures.architecture import ArchitectureResult, measure_architecture
 from sonomuscle.transforms.confidence import CONFIDENCE
@@ -101,7 +101,7 @@ class ArchitectureMeasurements:
         row["calibration"] = meta.get(CALIBRATION, "")
         for name, confidence in zip(CHANNEL_NAMES, meta.get(CONFIDENCE, ()), strict=False):
             row[f"confidence_{name}"] = round(float(confidence), 3)
-        spacing = _known_spacing(pred)
+        spacing = known_spacing(pred)
         masks = _binary(pred)
         try:
             measured, result = _measures(masks, spacing)
@@ -140,13 +140,6 @@ class ArchitectureMeasurements:
             reason = f"{name} channel never trained: its measures are left empty"
             measures["qc"] = "; ".join(filter(None, [measures["qc"], reason]))
         return measures
-
-
-def _known_spacing(tensor: torch.Tensor) -> tuple[float, float] | None:
-    """Spacing in mm when the file or datalist calibrated it; None (measures in px) otherwise."""
-    if isinstance(tensor, MetaTensor) and tensor.meta.get("spacing_known", False):
-        return spacing_of(tensor)
-    return None
 
 
 def _fill_unannotated(reference: torch.Tensor, pred: torch.Tensor) -> tuple[torch.Tensor, list[int]]:

@@ -26,7 +26,7 @@ from sonomuscle.data.readers import stem_of
 from sonomuscle.io import atomic_write_json, atomic_write_rows, atomic_write_with
 from sonomuscle.measures.area import volume
 from sonomuscle.measures.thickness import local_thickness
-from sonomuscle.transforms.io import CALIBRATION
+from sonomuscle.transforms.io import SPACING_KNOWN
 
 logger = logging.getLogger(__name__)
 
@@ -70,10 +70,16 @@ class PhysicalDistance(IgniteMetricHandler):
         engine.state.metric_units = {**getattr(engine.state, "metric_units", {}), name: unit}
 
 
+def known_spacing(tensor: torch.Tensor) -> tuple[float, ...] | None:
+    """Spacing in mm when the file or datalist calibrated it; None (measures in px) otherwise."""
+    if isinstance(tensor, MetaTensor) and tensor.meta.get(SPACING_KNOWN, False):
+        return spacing_of(tensor)
+    return None
+
+
 def units_of(tensor: torch.Tensor) -> str:
-    """``px`` for an image without calibration (meta ``calibration`` ``none``), else ``mm``."""
-    meta = tensor.meta if isinstance(tensor, MetaTensor) else {}
-    return "px" if meta.get(CALIBRATION) == "none" else "mm"
+    """``mm`` for a calibrated image, ``px`` for one without calibration (its distances are in pixels)."""
+    return "px" if known_spacing(tensor) is None else "mm"
 
 
 class VolumeMeasurements:
