@@ -73,7 +73,7 @@ def measure(
     )
     table = out / "measurements.csv"
     table.unlink(missing_ok=True)  # a previous run's rows must not pass for this run's
-    with _skipped_inputs() as skipped:
+    with _quiet(stream.logger):
         run_config(
             Path(bundle) if bundle else bundle_dir(DEFAULT_BUNDLE),
             "inference",
@@ -84,6 +84,7 @@ def measure(
             save_overlay=overlays,
             frame_step=step,
         )
+    skipped = _skipped(out / "problems.csv")
     for reason in skipped:
         print(f"sonomuscle measure: skipped {reason}", file=sys.stderr)
     if not table.is_file():
@@ -226,23 +227,22 @@ def _sheet_name(stem: str, taken: set[str]) -> str:
 
 
 @contextmanager
-def _skipped_inputs() -> Iterator[list[str]]:
-    """The reasons the input stream skipped files or frames during the block (kept off the log)."""
-    reasons: list[str] = []
-
-    class Collect(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            reasons.append(record.getMessage().removeprefix("skipped "))
-
-    logger = stream.logger
-    handler, propagate = Collect(logging.WARNING), logger.propagate
-    logger.addHandler(handler)
+def _quiet(logger: logging.Logger) -> Iterator[None]:
+    """Keep ``logger``'s lines off the log during the block: measure prints them itself, once, at the end."""
+    propagate = logger.propagate
     logger.propagate = False
     try:
-        yield reasons
+        yield
     finally:
-        logger.removeHandler(handler)
         logger.propagate = propagate
+
+
+def _skipped(problems: Path) -> list[str]:
+    """``<input>: <reason>`` of each input the run skipped (the bundle's ``problems.csv``, if any)."""
+    if not problems.is_file():
+        return []
+    table = pd.read_csv(problems, keep_default_na=False)
+    return [f"{row.input}: {row.problem}" if row.input else row.problem for row in table.itertuples()]
 
 
 def _files(paths: list[str | os.PathLike]) -> list[Path]:
