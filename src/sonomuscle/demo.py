@@ -21,9 +21,11 @@ from matplotlib.figure import Figure
 from sonomuscle.data.phantoms import write_phantom_dataset
 from sonomuscle.data.readers import load_image
 from sonomuscle.evaluation.report import (
+    Overlay,
     agreement_html,
     collected_warnings,
     embedded_picture,
+    overlay_figure,
     warnings_html,
     write_page,
 )
@@ -173,7 +175,7 @@ def _report_parts(
         agreement_html(agreement_table, title="Measurements against the exact truth"),
         embedded_picture(report / "bland_altman.png", "Bland–Altman plots"),
         "<h2>Worst cases</h2><p>The bundle's overlay (masks, the fitted aponeurosis edges and the measured "
-        "fascicles, with the values) beside the model's outlines (magenta) over the truth's (green).</p>",
+        "fascicles, with the values) beside the model's outlines (red) over the truth's (green).</p>",
     ]
     for case, reason in worst.items():
         parts += [
@@ -226,19 +228,18 @@ def _plot_learning_curve(model_dir: Path, target: Path) -> None:
 
 
 def _plot_overlay(phantoms: Path, predictions: Path, case: str, target: Path) -> None:
-    """The B-mode image with reference (green) and predicted (magenta) outlines per channel."""
+    """The B-mode image with each channel's reference and predicted outlines, drawn as the evaluation
+    report draws them."""
     image, _ = load_image(phantoms / "images" / f"{case}.png")
-    fig = Figure(figsize=(5 * len(CHANNELS), 5), layout="constrained")
-    axes = fig.subplots(1, len(CHANNELS))
-    for ax, channel in zip(axes, CHANNELS, strict=True):
-        ref, _ = load_image(phantoms / channel / f"{case}.png", mask=True)
-        pred, _ = load_image(predictions / f"{case}_{channel}.png", mask=True)
-        ax.imshow(image.T, cmap="gray")  # arrays are (X, Y); imshow wants rows first
-        ax.contour(ref.T, levels=[0.5], colors="lime", linewidths=0.8)
-        ax.contour(pred.T, levels=[0.5], colors="magenta", linewidths=0.8)
-        ax.set_title(f"{case} {channel}: reference green, model magenta", fontsize="small")
-        ax.axis("off")
-    _save(fig, target)
+    masks = [
+        (
+            channel,
+            load_image(predictions / f"{case}_{channel}.png", mask=True)[0].astype(bool),
+            load_image(phantoms / channel / f"{case}.png", mask=True)[0].astype(bool),
+        )
+        for channel in CHANNELS
+    ]
+    _save(overlay_figure(Overlay(case, masks, None, image)), target)
 
 
 def _save(fig: Figure, target: Path) -> None:
