@@ -23,6 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "bundles" / "schema" / "meta_schema_20240725.json"
 PHANTOM_TASK = {
     "muscle_architecture_2d": "architecture2d",
+    "muscle_csa_2d": "csa2d",
     "ciliary_muscle_3d": "ciliary3d",
     "bladder_wall_3d": "bladder3d",
 }
@@ -107,11 +108,17 @@ def test_metadata_verifies_against_the_schema(bundle, tmp_path):
 
 
 def test_verify_net_in_out_and_ckpt_export(bundle, tmp_path):
+    """As the Model Zoo runs them, with the bundle's root (a label-map bundle reads its classes from the
+    shipped model)."""
     config, meta = str(_configs(bundle) / "inference.json"), str(_configs(bundle) / "metadata.json")
-    verify_net_in_out(net_id="network_def", meta_file=meta, config_file=config, device="cpu", n=1)
+    root = str(REPO / "bundles" / bundle)
+    verify_net_in_out(
+        net_id="network_def", meta_file=meta, config_file=config, device="cpu", n=1, bundle_root=root
+    )
 
     parser = ConfigParser()
     parser.read_config(config)
+    parser["bundle_root"] = root
     net = parser.get_parsed_content("network_def").eval()
     torch.save(net.state_dict(), tmp_path / "model.pt")
     ckpt_export(
@@ -120,6 +127,7 @@ def test_verify_net_in_out_and_ckpt_export(bundle, tmp_path):
         ckpt_file=str(tmp_path / "model.pt"),
         meta_file=meta,
         config_file=config,
+        bundle_root=root,
     )
     exported = torch.jit.load(str(tmp_path / "model.ts"))
     x = torch.rand(1, 1, *parser["spatial_size"])

@@ -28,11 +28,13 @@ def test_evaluate_parses_classes_and_measures():
             "o",
             "--classes",
             "wall=1",
+            "--classes",
+            "lumen=2,muscle=3",
             "--measures",
             "dice,volume",
         ]
     )
-    assert args.classes == [("wall", 1)]
+    assert args.classes == [{"wall": 1}, {"lumen": 2, "muscle": 3}]
     assert args.measures == ["dice", "volume"]
 
 

@@ -238,3 +238,78 @@ def test_real_aponeurosis_data(tmp_path, dl_track_dir):
     image, _ = load_image(tmp_path / entry["image"])
     label, _ = load_image(tmp_path / entry["aponeurosis"], mask=True)
     assert image.shape == label.shape and 0 < label.mean() < 0.5
+
+
+def test_label_maps_of_named_classes_are_declared_and_checked(tmp_path, capsys):
+    images, maps = tmp_path / "images", tmp_path / "maps"
+    images.mkdir()
+    maps.mkdir()
+    for k, values in enumerate(([0, 1, 2], [0, 1], [0, 2], [0, 1, 5])):
+        Image.fromarray(picture(k)).save(images / f"t{k}.png")
+        label_map = np.zeros(SHAPE, np.uint8)
+        for i, value in enumerate(values):
+            label_map[4 * i : 4 * i + 4] = value
+        Image.fromarray(label_map).save(maps / f"t{k}.png")
+    out = tmp_path / "datalist.json"
+    code = main(
+        [
+            "datalist",
+            "--images",
+            str(images),
+            "--labels",
+            str(maps),
+            "--out",
+            str(out),
+            "--classes",
+            "rf=1,vl=2",
+        ]
+    )
+    assert code == 0
+    datalist = json.loads(out.read_text())
+    assert datalist["classes"] == {"rf": 1, "vl": 2}
+    assert sorted(Path(e["label"]).name for e in entries(datalist)) == ["t0.png", "t1.png", "t2.png"]
+    (rejected,) = datalist["rejected"][:1]
+    assert (
+        rejected["file"].endswith("t3.png")
+        and "values [5] are not among the declared classes" in rejected["reason"]
+    )
+    assert "t3.png: values [5]" in capsys.readouterr().err
+
+
+def test_bad_classes_option_is_one_line(tmp_path, capsys):
+    images, masks = make_folder(tmp_path, {"s1": 2})
+    with pytest.raises(SystemExit):
+        main(
+            [
+                "datalist",
+                "--images",
+                str(images),
+                "--labels",
+                str(masks),
+                "--out",
+                str(tmp_path / "d.json"),
+                "--classes",
+                "rf=1,rf=2",
+            ]
+        )
+    assert "--classes names 'rf' twice" in capsys.readouterr().err
+
+
+def test_partial_label_maps_list_the_classes_each_outlines(tmp_path):
+    images, maps = tmp_path / "images", tmp_path / "maps"
+    images.mkdir()
+    maps.mkdir()
+    for k, values in enumerate(([0, 1, 2], [0, 2], [0], [0, 1])):
+        Image.fromarray(picture(k)).save(images / f"t{k}.png")
+        label_map = np.zeros(SHAPE, np.uint8)
+        for i, value in enumerate(values):
+            label_map[4 * i : 4 * i + 4] = value
+        Image.fromarray(label_map).save(maps / f"t{k}.png")
+    datalist = build_datalist(
+        images, {"label": maps}, tmp_path / "d.json", classes={"rf": 1, "vl": 2}, partial=True
+    )
+    annotated = {Path(e["image"]).stem: e["annotated"] for e in entries(datalist)}
+    assert annotated == {"t0": ["rf", "vl"], "t1": ["vl"], "t3": ["rf"]}
+    assert any("outlines no class" in r["reason"] for r in datalist["rejected"])
+    with pytest.raises(InputError, match="--partial is for label maps"):
+        build_datalist(images, {"label": maps}, tmp_path / "e.json", partial=True)

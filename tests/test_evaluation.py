@@ -388,3 +388,33 @@ def test_spacing_gives_png_masks_millimetres(bundle_2d, tmp_path):
     assert set(in_px["units"]) == {"px"} and set(in_mm["units"]) == {"mm"}
     assert in_mm["area_ref"].to_numpy() == pytest.approx(0.04 * in_px["area_ref"].to_numpy())
     assert in_mm["hd95"].to_numpy() == pytest.approx(0.2 * in_px["hd95"].to_numpy())
+
+
+def test_echo_intensity_of_label_maps_in_their_images_and_calibrated_predictions(tmp_path):
+    """Label maps of two structures: echo intensity (grey levels) of prediction and reference in the image,
+    and a NIfTI prediction's calibration serving PNG references that have none."""
+    pred, ref, images = (tmp_path / name for name in ("pred", "ref", "images"))
+    for folder in (pred, ref, images):
+        folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        label_map = np.zeros((40, 30), np.uint8)  # (X, Y)
+        label_map[5 : 15 + i, 5:20] = 1
+        label_map[25:35, 10 : 20 + i] = 2
+        grey = rng.integers(0, 60, (40, 30)).astype(np.uint8)
+        grey[label_map == 2] += 100
+        Image.fromarray(label_map.T).save(ref / f"c{i}.png")
+        Image.fromarray(grey.T).save(images / f"c{i}.png")
+        _save_nifti(pred / f"c{i}.nii.gz", np.roll(label_map, 1, axis=0), spacing=(0.2, 0.2, 1.0))
+    evaluate_folder(pred, ref, tmp_path / "out", labels={"rf": 1, "vl": 2}, images=images)
+    table = pd.read_csv(tmp_path / "out" / "cases.csv")
+    assert set(table["units"]) == {"mm"}
+    assert table["area_ref"].to_numpy() == pytest.approx(
+        0.04 * np.array([150, 100, 165, 110, 180, 120, 195, 130])
+    )
+    vl = table[table["class"] == "vl"]
+    assert (vl["echo_ref"] > 120).all() and (vl["echo_pred"] - vl["echo_ref"]).abs().max() < 15
+    agreement = pd.read_csv(tmp_path / "out" / "agreement.csv")
+    echo = agreement[agreement["measure"] == "echo"]
+    assert set(echo["class"]) == {"rf", "vl"} and set(echo["units"]) == {"grey levels"}
+    assert "echo" in (tmp_path / "out" / "report.html").read_text()

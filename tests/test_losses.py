@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from monai.losses import DiceCELoss
+from monai.losses import DiceCELoss, DiceLoss
 
-from sonomuscle.losses import LabelMapDiceCELoss, PartialLabelDiceFocalLoss
+from sonomuscle.losses import LabelMapDiceCELoss, MarginalDiceCELoss, PartialLabelDiceFocalLoss
+from sonomuscle.transforms.labels import NOT_ANNOTATED
 
 
 def _thin_lines(n: int = 64) -> torch.Tensor:
@@ -56,3 +57,40 @@ def test_label_map_loss_learns_nothing_from_unannotated_voxels_and_matches_monai
     annotated = LabelMapDiceCELoss()(logits[:, :, 2:], target[:, :, 2:])
     reference = DiceCELoss(to_onehot_y=True, softmax=True, include_background=False)
     assert annotated.item() == pytest.approx(reference(logits[:, :, 2:], target[:, :, 2:]).item(), rel=1e-5)
+
+
+def _channels(label_map: torch.Tensor, classes: int) -> torch.Tensor:
+    """One-hot ``(B, K+1, ...)`` of a label map ``(B, ...)``, as LabelMapChannelsd makes it."""
+    return torch.nn.functional.one_hot(label_map.long(), classes).movedim(-1, 1).float()
+
+
+def test_marginal_loss_of_a_fully_annotated_map_is_dice_plus_cross_entropy():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 3, 8, 8)
+    label_map = torch.randint(0, 3, (2, 8, 8))
+    loss = MarginalDiceCELoss()(logits, _channels(label_map, 3))
+    cross_entropy = torch.nn.functional.cross_entropy(logits, label_map)
+    dice = DiceLoss(softmax=True, include_background=False, batch=True, smooth_nr=1e-5, smooth_dr=1e-5)
+    assert loss.item() == pytest.approx(
+        (cross_entropy + dice(logits, _channels(label_map, 3))).item(), rel=1e-4
+    )
+
+
+def test_marginal_loss_does_not_punish_a_class_nobody_outlined_in_the_background():
+    """Background of an image where class 2 was not outlined may be class 2: calling it so costs nothing,
+    calling it class 1 (which was outlined, and is not there) does."""
+    label_map = torch.zeros(1, 8, 8, dtype=torch.long)
+    label_map[:, :4] = 1
+    target = _channels(label_map, 3)
+    target[:, [0, 2]] = torch.where(label_map[:, None] == 0, NOT_ANNOTATED, target[:, [0, 2]])
+
+    def logits_saying(background_class: int) -> torch.Tensor:
+        said = label_map.clone()
+        said[label_map == 0] = background_class
+        return _channels(said, 3) * 20.0
+
+    loss = MarginalDiceCELoss()
+    assert loss(logits_saying(2), target) == pytest.approx(loss(logits_saying(0), target).item(), abs=1e-3)
+    assert loss(logits_saying(1), target) > loss(logits_saying(0), target) + 1.0
+    padding = torch.full_like(target, NOT_ANNOTATED)
+    assert loss(torch.randn(1, 3, 8, 8), padding).item() == 0.0

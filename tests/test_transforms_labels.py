@@ -10,7 +10,14 @@ from monai.metrics import DiceMetric
 from monai.transforms import Compose, Rand2DElasticd, Rand3DElasticd, RandRotated
 from monai.utils import set_determinism
 
-from sonomuscle.transforms.labels import NOT_ANNOTATED, IgnoreUnannotatedd, ShiftLabeld, StackLabelsd
+from sonomuscle.errors import InputError
+from sonomuscle.transforms.labels import (
+    NOT_ANNOTATED,
+    IgnoreUnannotatedd,
+    LabelMapChannelsd,
+    ShiftLabeld,
+    StackLabelsd,
+)
 
 
 def _entry(**labels):
@@ -78,3 +85,34 @@ def test_shifted_label_pads_as_not_annotated_through_spatial_augmentation(augmen
     assert (label[0][outside] == NOT_ANNOTATED).all()  # unannotated, not background
     assert set(label[0][inside].unique().tolist()) == {0.0, 1.0}
     assert (label[1] == NOT_ANNOTATED).all()
+
+
+def _label_map() -> MetaTensor:
+    label_map = torch.zeros(1, 6, 6)
+    label_map[0, :2, :2] = 1  # rf
+    label_map[0, 4:, 4:] = 7  # vm (values need not be consecutive)
+    return MetaTensor(label_map, meta={"filename_or_obj": "case.png"})
+
+
+CLASSES = {"rf": 1, "vl": 2, "vm": 7}
+
+
+def test_label_map_channels_one_hot_when_every_class_is_outlined():
+    label = LabelMapChannelsd("label", CLASSES)({"label": _label_map()})["label"]
+    assert label.shape == (4, 6, 6) and set(label.unique().tolist()) == {0.0, 1.0}
+    assert label[:, 0, 0].tolist() == [0, 1, 0, 0] and label[:, 5, 5].tolist() == [0, 0, 0, 1]
+    assert label[:, 3, 3].tolist() == [1, 0, 0, 0]  # vl absent from the image: known background
+
+
+def test_label_map_channels_leave_background_open_to_classes_not_outlined():
+    d = LabelMapChannelsd("label", CLASSES)({"label": _label_map(), "annotated": ["rf"]})
+    label = d["label"]
+    assert "annotated" not in d  # a ragged list would not collate into a batch
+    # a background pixel may be background, vl or vm; it is surely not rf, which was outlined
+    assert label[:, 3, 3].tolist() == [NOT_ANNOTATED, 0, NOT_ANNOTATED, NOT_ANNOTATED]
+    assert label[:, 0, 0].tolist() == [0, 1, 0, 0]
+
+
+def test_label_map_channels_refuse_an_unknown_annotated_class():
+    with pytest.raises(InputError, match=r"case.png: 'annotated' names \['soleus'\]"):
+        LabelMapChannelsd("label", CLASSES)({"label": _label_map(), "annotated": ["soleus"]})

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -23,6 +23,7 @@ from monai.handlers import (
     EarlyStopHandler,
     IgniteMetricHandler,
     LrScheduleHandler,
+    MeanDice,
     MetricsSaver,
     ParamSchedulerHandler,
     PostProcessing,
@@ -208,6 +209,14 @@ def channel_output(channel: int, keys: tuple[str, str] = ("pred", "label")):
         return [p[channel : channel + 1] for p in preds], [y[channel : channel + 1] for y in labels]
 
     return transform
+
+
+def class_dice_metrics(classes: Mapping[str, int], prefix: str) -> dict[str, MeanDice]:
+    """One ``MeanDice`` per named class (channel ``i + 1``, after background), named ``<prefix><class>``:
+    per-structure scores in the epoch line and ``MetricsSaver``, whatever classes the data declares."""
+    return {
+        f"{prefix}{name}": MeanDice(output_transform=channel_output(i + 1)) for i, name in enumerate(classes)
+    }
 
 
 def write_summary(

@@ -14,10 +14,10 @@ from pathlib import Path
 
 from sonomuscle import __version__
 from sonomuscle.data.phantoms import PHANTOM_MODULES
-from sonomuscle.errors import user_error
+from sonomuscle.errors import InputError, user_error
 
 PHANTOM_TASKS = tuple(PHANTOM_MODULES)
-EVALUATION_MEASURES = ("dice", "hd95", "assd", "volume", "thickness")
+EVALUATION_MEASURES = ("dice", "hd95", "assd", "volume", "thickness", "echo")
 
 
 def _key_value(text: str, default_key: str) -> tuple[str, str]:
@@ -31,11 +31,13 @@ def _labels_arg(text: str) -> tuple[str, Path]:
     return key, Path(value)
 
 
-def _label_value_arg(text: str) -> tuple[str, int]:
-    name, sep, value = text.partition("=")
-    if not sep or not value.lstrip("-").isdigit():
-        raise argparse.ArgumentTypeError(f"expected NAME=VALUE with an integer VALUE, got {text!r}")
-    return name, int(value)
+def _classes_arg(text: str) -> dict[str, int]:
+    from sonomuscle.classes import parse_classes
+
+    try:
+        return parse_classes(text)
+    except InputError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _positive_int(text: str) -> int:
@@ -113,6 +115,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="pixel size in mm, the same along both axes (the scanner's depth scale over the image rows), "
         "stored in every entry whose file carries none; DICOM ultrasound regions win",
     )
+    p.add_argument(
+        "--classes",
+        type=_classes_arg,
+        default=None,
+        metavar="NAME=VALUE,...|JSON",
+        help="the labels are label maps of these named classes (e.g. rectus_femoris=1,vastus_lateralis=2, "
+        'or a JSON file {"name": value}); stored in the datalist, maps with other values rejected',
+    )
+    p.add_argument(
+        "--partial",
+        action="store_true",
+        help="with --classes: each label map outlines only the classes it holds; the others may lie "
+        "anywhere in its background (entries list their classes under 'annotated')",
+    )
 
     p = sub.add_parser("synth", help="write synthetic ultrasound phantoms with exact ground truth")
     p.add_argument("--task", choices=PHANTOM_TASKS, required=True, help="which phantoms")
@@ -141,11 +157,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="report folder")
     p.add_argument(
         "--classes",
-        type=_label_value_arg,
+        type=_classes_arg,
         action="append",
         default=None,
-        metavar="NAME=VALUE",
-        help="class name and its value in the label maps; repeat (default: classes.json in --pred, "
+        metavar="NAME=VALUE,...|JSON",
+        help="class names and their values in the label maps; repeatable (default: classes.json in --pred, "
         "else label_<value> for every value found)",
     )
     p.add_argument(
@@ -153,10 +169,15 @@ def build_parser() -> argparse.ArgumentParser:
         type=_measures_arg,
         default=None,
         help=f"comma-separated subset of {','.join(EVALUATION_MEASURES)} (default: all, thickness only "
-        "for classes whose name contains 'wall'; listing thickness measures it for every class)",
+        "for classes whose name contains 'wall'; listing thickness measures it for every class; echo "
+        "intensity needs --images)",
     )
     p.add_argument(
-        "--images", type=Path, metavar="DIR", help="images to draw the overlays on (paired by case name)"
+        "--images",
+        type=Path,
+        metavar="DIR",
+        help="the cases' images (paired by case name): overlays are drawn on them and echo intensity "
+        "measured in them",
     )
     p.add_argument(
         "--spacing",
@@ -231,6 +252,8 @@ def run(args: argparse.Namespace) -> None:
             group_by=args.group_by,
             seed=args.seed,
             spacing=args.spacing,
+            classes=args.classes,
+            partial=args.partial,
         )
     elif args.command == "synth":
         from sonomuscle.data.phantoms import write_phantom_dataset
@@ -244,7 +267,7 @@ def run(args: argparse.Namespace) -> None:
             pred=args.pred,
             ref=references_from_cli(args.ref),
             out=args.out,
-            labels=dict(args.classes) if args.classes else None,
+            labels={k: v for given in args.classes for k, v in given.items()} if args.classes else None,
             measures=args.measures,
             workers=args.workers,
             images=args.images,

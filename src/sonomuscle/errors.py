@@ -82,11 +82,17 @@ def user_error(err: BaseException) -> str | None:
 
 
 def _one_line_hook(kind: type[BaseException], value: BaseException, tb: TracebackType | None) -> None:
+    """Print the one line and leave at once (status 1). Tearing the interpreter down after an error raised
+    in a worker thread (a ``CacheDataset`` filling its cache) can abort in native code ("terminate called
+    without an active exception", status 134) and bury the line; nothing is left to clean up."""
     line = None if os.environ.get("SONOMUSCLE_DEBUG") else user_error(value)
     if line is None:
         sys.__excepthook__(kind, value, tb)
-    else:
-        print(f"error: {line}", file=sys.stderr)
+        return
+    print(f"error: {line}", file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(1)
 
 
 def install_one_line_errors() -> None:

@@ -1,6 +1,7 @@
 """Publish trained weights into a bundle the Model Zoo way: ``models/model.pt``, ``model.ts``, ``large_files.yml``.
 
-A training run's best checkpoint holds the network (bare, or beside the record of trained channels); the
+A training run's best checkpoint holds the network (bare, or beside the record of trained channels and the
+classes it learned); the
 shipped file keeps just those, always under the key ``model``. The TorchScript export comes from MONAI's
 ``ckpt_export`` with the bundle's own inference config (so it is the network inference builds), and
 ``large_files.yml`` lists both with their MD5 hashes, which the Zoo's ``verify_bundle`` and
@@ -19,7 +20,7 @@ from monai.bundle import ckpt_export
 
 from sonomuscle.io import atomic_path, atomic_write_text
 
-SHIPPED_KEYS = ("model", "trained_channels")
+SHIPPED_KEYS = ("model", "trained_channels", "classes")
 
 
 def publish_weights(checkpoint: str | os.PathLike, bundle: str | os.PathLike) -> list[Path]:

@@ -10,12 +10,14 @@ from __future__ import annotations
 import os
 import re
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
+from sonomuscle.classes import CLASSES_KEY, check_classes
 from sonomuscle.data.readers import SUPPORTED_SUFFIXES, load_image, stem_of, suffix_of
 from sonomuscle.errors import InputError, positive_mm
 from sonomuscle.io import atomic_write_json
@@ -30,6 +32,7 @@ class _Case:
     labels: dict[str, Path]
     spacing: list[float] | None  # only when given on the command line and the file has none
     unit: str  # the subject (with group_by) or the image stem: what a split keeps together
+    annotated: list[str] | None = None  # with partial label maps: the classes this image's map outlines
 
 
 @dataclass
@@ -53,6 +56,8 @@ def build_datalist(
     group_by: str | None = None,
     seed: int = 0,
     spacing: float | None = None,
+    classes: Mapping[str, int] | None = None,
+    partial: bool = False,
 ) -> dict:
     """Write the datalist JSON to ``out`` and return it.
 
@@ -65,6 +70,9 @@ def build_datalist(
     """
     images, out = Path(images), Path(out)
     pattern = _check_arguments(val_fraction, test_fraction, folds, group_by, spacing)
+    classes = None if classes is None else check_classes(classes, "--classes")
+    if partial and classes is None:
+        raise InputError(None, "--partial is for label maps of named classes: give --classes too")
     rejected = _Rejections(out.parent)
     image_files = _scan(images, rejected)
     label_files = {key: _scan(Path(folder), rejected) for key, folder in labels.items()}
@@ -72,7 +80,7 @@ def build_datalist(
     cases = []
     for stem, image_path in tqdm(sorted(image_files.items()), desc="checking pairs", unit="image"):
         found = {key: files.pop(stem) for key, files in label_files.items() if stem in files}
-        case = _check_case(image_path, found, pattern, spacing, rejected)
+        case = _check_case(image_path, found, pattern, spacing, rejected, classes, partial)
         if case is not None:
             cases.append(case)
     for key, files in label_files.items():
@@ -89,7 +97,8 @@ def build_datalist(
     assignment = _split(
         sorted({c.unit for c in cases}), cases, val_fraction, test_fraction, folds, seed, images
     )
-    datalist: dict = {split: [] for split in SPLITS}
+    datalist: dict = {} if classes is None else {CLASSES_KEY: classes}
+    datalist |= {split: [] for split in SPLITS}
     for case in cases:
         split, fold = assignment[case.unit]
         datalist[split].append(_entry(case, out.parent, group_by is not None, fold))
@@ -148,6 +157,8 @@ def _check_case(
     pattern: re.Pattern | None,
     spacing: float | None,
     rejected: _Rejections,
+    classes: dict[str, int] | None,
+    partial: bool,
 ) -> _Case | None:
     """Read the image and its masks; keep the masks that match it, or reject it (and say why)."""
     reason = None
@@ -171,19 +182,30 @@ def _check_case(
             rejected.add(path, f"its image {image_path.name} was rejected")
         return None
 
-    kept = {}
+    kept, present = {}, set()
     for key, path in labels.items():
         try:
-            mask, _ = load_image(path, mask=True)
+            mask, _ = load_image(path, mask=classes is None)
         except InputError as err:
             rejected.add(path, err.problem)
             continue
-        if mask.shape != image.shape:
+        outside = [] if classes is None else sorted(set(np.unique(mask).tolist()) - {0, *classes.values()})
+        if outside:
+            rejected.add(
+                path,
+                f"values {[int(v) if v == int(v) else v for v in outside][:6]} are not among the declared classes {classes}",
+            )
+        elif mask.shape != image.shape:
             rejected.add(
                 path, f"size {mask.shape} differs from its image {image_path.name} {image.shape} (X, Y[, Z])"
             )
         else:
             kept[key] = path
+            present |= set(np.unique(mask).tolist())
+    annotated = [name for name, value in (classes or {}).items() if value in present] if partial else None
+    if kept and annotated == []:
+        rejected.add(image_path, "its label map outlines no class (with --partial it would teach nothing)")
+        return None
     if not kept:
         rejected.add(image_path, "none of its label files is usable")
         return None
@@ -192,6 +214,7 @@ def _check_case(
         labels=kept,
         spacing=[spacing] * image.ndim if spacing is not None and file_spacing is None else None,
         unit=match.group(1) if pattern is not None else stem_of(image_path),
+        annotated=annotated,
     )
 
 
@@ -252,6 +275,8 @@ def _entry(case: _Case, root: Path, with_subject: bool, fold: int | None) -> dic
     entry.update({key: _relative(path, root) for key, path in case.labels.items()})
     if case.spacing is not None:
         entry["spacing"] = case.spacing
+    if case.annotated is not None:
+        entry["annotated"] = case.annotated
     if with_subject:
         entry["subject"] = case.unit
     if fold is not None:

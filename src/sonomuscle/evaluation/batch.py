@@ -6,7 +6,8 @@ Classes of label maps: ``labels`` ({class name: label value}), else the predicti
 ``{"name": value, ...}``, as a bundle can write it beside its label maps), else ``label_<v>`` for every
 non-zero value of each reference.
 
-Measures: Dice (with precision and recall), HD95, ASSD and size (area in 2D, volume in 3D) of every class.
+Measures: Dice (with precision and recall), HD95, ASSD and size (area in 2D, volume in 3D) of every class,
+and with ``images`` its echo intensity (mean grey value of the image inside the mask; muscle quality).
 Local thickness means something only for a layer, not for a filled structure (a bladder lumen, a fascicle
 mask), so by default it is computed for classes whose name contains "wall", and for every class only when
 ``measures`` lists ``thickness``. In ``cases.csv`` distances (``hd95``, ``assd``, thickness) are in the row's
@@ -38,6 +39,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from sonomuscle.classes import CLASSES_FILE, check_classes
 from sonomuscle.data.readers import load_image
 from sonomuscle.errors import InputError, positive_mm
 from sonomuscle.evaluation.pairing import (
@@ -54,13 +56,12 @@ from sonomuscle.evaluation.pairing import (
 )
 from sonomuscle.evaluation.report import Overlay, collected_warnings, summarise, write_report
 from sonomuscle.io import atomic_write_json, atomic_write_with
-from sonomuscle.measures.area import area, volume
+from sonomuscle.measures.area import area, echo_intensity, volume
 from sonomuscle.measures.thickness import thickness_summary
 from sonomuscle.metrics.segmentation import segmentation_metrics
 
-ALL_MEASURES = ("dice", "hd95", "assd", "volume", "thickness")
+ALL_MEASURES = ("dice", "hd95", "assd", "volume", "thickness", "echo")
 OVERLAP_MEASURES = ("dice", "hd95", "assd")
-CLASSES_FILE = "classes.json"
 WALL_WORD = "wall"
 SPACING_RTOL = 1e-3
 N_OVERLAYS = 6
@@ -77,8 +78,9 @@ MEASURE_COLUMNS = {
         "thickness_median_pred",
         "thickness_median_ref",
     ),
+    "echo": ("echo_pred", "echo_ref"),
 }
-OPTIONAL_COLUMNS = MEASURE_COLUMNS["volume"] + MEASURE_COLUMNS["thickness"]
+OPTIONAL_COLUMNS = MEASURE_COLUMNS["volume"] + MEASURE_COLUMNS["thickness"] + MEASURE_COLUMNS["echo"]
 BASE_COLUMNS = (
     "case",
     "class",
@@ -101,6 +103,7 @@ class Settings:
     measures: tuple[str, ...]
     thickness_everywhere: bool  # thickness for every class, not only for walls
     spacing: float | None = None  # mm per pixel/voxel for pairs whose files carry none
+    images: dict[str, Path] | None = None  # case name → its image, for echo intensity
 
 
 def evaluate_folder(
@@ -128,7 +131,7 @@ def evaluate_folder(
             raise InputError(folder, "not a folder")
     if spacing is not None:
         positive_mm("--spacing", spacing)
-    settings = _settings(pred, labels, measures, spacing)
+    settings = _settings(pred, labels, measures, spacing, images)
     cases = pair_cases(pred, ref)
     if not any(case.pairs for case in cases):
         raise InputError(None, nothing_paired(pred, refs))
@@ -137,7 +140,7 @@ def evaluate_folder(
     summary, agreement_table = summarise(table, settings.measures)
     summary |= unpaired_counts(cases)
     with collected_warnings(summary["warnings"]):
-        overlays = _worst_overlays(table, cases, settings, images)
+        overlays = _worst_overlays(table, cases, settings)
     atomic_write_json(out / "summary.json", summary)
     atomic_write_with(
         out / "agreement.csv", lambda tmp: agreement_table.to_csv(tmp, index=False, float_format="%.6g")
@@ -146,8 +149,9 @@ def evaluate_folder(
     return summary
 
 
-def outcome(summary: dict, out: Path) -> str:
+def outcome(summary: dict, out: str | os.PathLike) -> str:
     """What ``sonomuscle evaluate`` prints: a line on what was left out, if anything; where the report is."""
+    out = Path(out)
     n_other = len(summary["problems"]) - summary["n_without_prediction"] - summary["n_without_reference"]
     left_out = [
         counted(n, noun) + tail
@@ -194,16 +198,17 @@ def load_pair(
     pred_path: Path, ref_path: Path, spacing: float | None = None
 ) -> tuple[np.ndarray, np.ndarray, tuple[float, ...] | None]:
     """Read both label maps and check they describe the same grid; spacing comes from the reference, else
-    ``spacing`` (mm along every axis), else none (pixels)."""
+    the prediction (a bundle can save its label maps with the image's calibration), else ``spacing`` (mm
+    along every axis), else none (pixels)."""
     ref, ref_spacing = load_image(ref_path)
     pred, pred_spacing = load_image(pred_path)
     ref, pred = _label_map(ref, ref_path), _label_map(pred, pred_path)
     if pred.shape != ref.shape:
         raise InputError(pred_path, f"shape mismatch: prediction {pred.shape}, reference {ref.shape}")
-    if ref_spacing is None and pred_spacing is None and spacing is not None:
-        ref_spacing = (spacing,) * ref.ndim
     if ref_spacing is None:
-        return pred, ref, None
+        ref_spacing = pred_spacing
+    if ref_spacing is None:
+        return pred, ref, None if spacing is None else (spacing,) * ref.ndim
     # a prediction saved without spacing (e.g. PNG) takes the reference's; one that has it must agree
     if pred_spacing is not None and not np.allclose(pred_spacing, ref_spacing, rtol=SPACING_RTOL, atol=0):
         raise InputError(
@@ -215,7 +220,11 @@ def load_pair(
 
 
 def _settings(
-    pred: Path, labels: Mapping[str, int] | None, measures: Sequence[str] | None, spacing: float | None
+    pred: Path,
+    labels: Mapping[str, int] | None,
+    measures: Sequence[str] | None,
+    spacing: float | None,
+    images: Path | None,
 ) -> Settings:
     unknown = sorted(set(measures or ()) - set(ALL_MEASURES))
     if unknown:
@@ -225,6 +234,7 @@ def _settings(
         measures=ALL_MEASURES if measures is None else tuple(measures),
         thickness_everywhere=measures is not None,
         spacing=spacing,
+        images=None if images is None else _single_files(Path(images)),
     )
 
 
@@ -237,13 +247,7 @@ def _classes_file(pred: Path) -> dict[str, int] | None:
         classes = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
         raise InputError(path, f"cannot be read as JSON: {err}") from None
-    if not (
-        isinstance(classes, dict)
-        and classes
-        and all(type(value) is int and value > 0 for value in classes.values())
-    ):
-        raise InputError(path, 'expected {"name": value, ...} with positive whole-number values')
-    return classes
+    return check_classes(classes, path)
 
 
 def _evaluate_pair(case: str, pair: Pair, settings: Settings) -> list[dict]:
@@ -268,6 +272,9 @@ def _evaluate_pair(case: str, pair: Pair, settings: Settings) -> list[dict]:
         "pred_file": pair.pred.name,
         "ref_file": pair.ref.name,
     }
+    grey = (
+        _case_image(case, settings.images, ref.shape, "no echo intensity") if _wants_echo(settings) else None
+    )
     wants_overlap = set(OVERLAP_MEASURES) & set(settings.measures)
     overlap = segmentation_metrics(pred, ref, spacing, classes) if wants_overlap else {}
     rows = []
@@ -276,6 +283,11 @@ def _evaluate_pair(case: str, pair: Pair, settings: Settings) -> list[dict]:
         row = base | {"class": name, "status": "ok", "problem": None, "flag": scores.get("flag")}
         row |= {c: scores[c] for m in OVERLAP_MEASURES if m in settings.measures for c in MEASURE_COLUMNS[m]}
         row |= _shape_measures(pred == value, ref == value, spacing, settings, name)
+        if grey is not None:
+            row |= {
+                "echo_pred": echo_intensity(grey, pred == value),
+                "echo_ref": echo_intensity(grey, ref == value),
+            }
         if (ref == value).any() and not (pred == value).any():
             row |= {"status": "flagged", "problem": "empty prediction", "flag": "empty_pred"}
         elif not (ref == value).any() and not (pred == value).any():  # nothing to agree on: not a Dice of 1
@@ -287,6 +299,10 @@ def _evaluate_pair(case: str, pair: Pair, settings: Settings) -> list[dict]:
             }
         rows.append(row)
     return rows
+
+
+def _wants_echo(settings: Settings) -> bool:
+    return "echo" in settings.measures and settings.images is not None
 
 
 def _label_map(array: np.ndarray, path: Path) -> np.ndarray:
@@ -319,28 +335,21 @@ def _shape_measures(
     return row
 
 
-def _worst_overlays(
-    table: pd.DataFrame, cases: list[Case], settings: Settings, images: Path | None
-) -> list[Overlay]:
+def _worst_overlays(table: pd.DataFrame, cases: list[Case], settings: Settings) -> list[Overlay]:
     """Overlays of the lowest-Dice cases, reloaded one at a time; ``images`` go under them when given."""
     if "dice" not in table:
         return []
     scored = table[table["status"] != "skipped"].dropna(subset=["dice"])
     worst = scored.groupby("case", sort=False)["dice"].min().nsmallest(N_OVERLAYS)
     by_name = {case.name: case for case in cases}
-    image_files = None if images is None else _single_files(Path(images))
     return [
-        _case_overlay(
-            by_name[name], dice, set(scored.loc[scored["case"] == name, "pred_file"]), settings, image_files
-        )
+        _case_overlay(by_name[name], dice, set(scored.loc[scored["case"] == name, "pred_file"]), settings)
         for name, dice in worst.items()
         if name in by_name  # a case resumed from a crashed run whose files have gone since is not drawn
     ]
 
 
-def _case_overlay(
-    case: Case, dice: float, scored: set[str], settings: Settings, image_files: dict[str, Path] | None
-) -> Overlay:
+def _case_overlay(case: Case, dice: float, scored: set[str], settings: Settings) -> Overlay:
     """Every scored class of a case on one slice: the image in 2D, in 3D the Z slice with most reference."""
     masks: list[tuple[str, np.ndarray, np.ndarray]] = []
     spacing = None
@@ -349,7 +358,11 @@ def _case_overlay(
             pred, ref, spacing = load_pair(pair.pred, pair.ref, settings.spacing)
             masks += [(n, pred == v, ref == v) for n, v in pair_classes(pair, ref, settings.classes).items()]
     shape = masks[0][2].shape
-    image = None if image_files is None else _case_image(case.name, image_files, shape)
+    image = (
+        None
+        if settings.images is None
+        else _case_image(case.name, settings.images, shape, "its overlay is drawn on the reference instead")
+    )
     title = f"{case.name}: lowest Dice {dice:.3f}"
     if len(shape) == 3:
         z = int(np.argmax(sum(ref.sum(axis=(0, 1)) for _, _, ref in masks)))
@@ -359,8 +372,11 @@ def _case_overlay(
     return Overlay(title, masks, spacing, image)
 
 
-def _case_image(case: str, image_files: dict[str, Path], shape: tuple[int, ...]) -> np.ndarray | None:
-    """The case's grey image on the masks' grid; None, with a warning, when it is missing or on another."""
+def _case_image(
+    case: str, image_files: dict[str, Path], shape: tuple[int, ...], consequence: str
+) -> np.ndarray | None:
+    """The case's grey image on the masks' grid; None, with a warning saying the ``consequence``, when it is
+    missing or on another grid."""
     path = image_files.get(case)
     try:
         if path is None:
@@ -369,7 +385,7 @@ def _case_image(case: str, image_files: dict[str, Path], shape: tuple[int, ...])
         if image.shape != shape:
             raise InputError(path, f"image shape {image.shape} differs from the masks' {shape}")
     except InputError as err:
-        warnings.warn(f"{case}: {err}; its overlay is drawn on the reference instead", stacklevel=2)
+        warnings.warn(f"{case}: {err}; {consequence}", stacklevel=2)
         return None
     return image
 

@@ -36,7 +36,8 @@ from sonomuscle.metrics.agreement import STAT_KEYS, agreement, bland_altman_plot
 # per-case scores summarised as mean ± sd; measures compared pred vs ref with agreement statistics
 FRACTION_SCORES = ("dice", "precision", "recall")
 DISTANCE_SCORES = ("hd95", "assd")
-PAIRED_MEASURES = ("area", "volume", "thickness_mean", "thickness_median")
+PAIRED_MEASURES = ("area", "volume", "thickness_mean", "thickness_median", "echo")
+GREY_LEVELS = "grey levels"
 # deprecation notices speak to developers, not to the reader of a report
 IGNORED_WARNINGS = (DeprecationWarning, PendingDeprecationWarning, FutureWarning)
 REFERENCE_COLOUR, PREDICTION_COLOUR = "tab:green", "tab:red"
@@ -343,6 +344,8 @@ def _units(group: pd.DataFrame) -> str:
 
 
 def _measure_units(measure: str, units: str) -> str:
-    """Areas in units², volumes in units³, thickness in units."""
+    """Areas in units², volumes in units³, thickness in units, echo intensity in the image's grey levels."""
+    if measure == "echo":
+        return GREY_LEVELS
     power = {"area": "²", "volume": "³"}.get(measure, "")
     return units if units == "mixed" else units + power

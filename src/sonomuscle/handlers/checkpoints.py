@@ -22,6 +22,7 @@ from sonomuscle.errors import InputError
 
 logger = logging.getLogger(__name__)
 CHECKPOINT_GLOB = "checkpoint_epoch=*.pt"
+MODEL_NOT_FOUND = "model not found: give --model_path (a training prints its model's path at the end)"
 UNREADABLE = "not a readable PyTorch checkpoint (corrupt, cut short, or another kind of file)"
 
 
@@ -69,9 +70,7 @@ class ModelLoader(CheckpointLoader):
     def __call__(self, engine: Engine) -> None:
         path = Path(self.load_path)
         if not path.is_file():
-            raise InputError(
-                path, "model not found: give --model_path (a training prints its model's path at the end)"
-            )
+            raise InputError(path, MODEL_NOT_FOUND)
         try:
             super().__call__(engine)
         except Exception as err:

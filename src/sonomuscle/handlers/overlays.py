@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,12 +28,27 @@ from sonomuscle.measures.architecture import ArchitectureResult
 COLOURS = ((255, 64, 64), (64, 255, 64))
 EDGE_COLOUR, FASCICLE_COLOUR = (255, 230, 0), (0, 220, 255)
 LEGEND = "red aponeurosis, green fascicle (network); yellow edges, cyan fascicles (measured)"
+# one colour per structure of a label map, in class order (distinct on grey speckle; cycled beyond eight)
+STRUCTURE_COLOURS = (
+    (230, 25, 75),
+    (60, 180, 75),
+    (255, 225, 25),
+    (0, 130, 200),
+    (245, 130, 48),
+    (145, 30, 180),
+    (70, 240, 240),
+    (240, 50, 230),
+)
+TEXT_COLOUR = (255, 255, 255)
 MASK_WEIGHT = 0.6
 JPEG_QUALITY = 92
 
 
-def overlay_picture(grey: np.ndarray, masks: np.ndarray) -> np.ndarray:
-    """``(rows, cols, 3)`` uint8 picture of an ``(X, Y)`` grey image with ``(C, X, Y)`` boolean masks on it.
+def overlay_picture(
+    grey: np.ndarray, masks: np.ndarray, colours: Sequence[tuple[int, int, int]] = COLOURS
+) -> np.ndarray:
+    """``(rows, cols, 3)`` uint8 picture of an ``(X, Y)`` grey image with ``(C, X, Y)`` boolean masks on it,
+    mask ``c`` in ``colours[c]``.
 
     Grey levels within 0–255 are shown as they are; other ranges (16-bit DICOM) are stretched to 0–255.
     """
@@ -46,7 +61,7 @@ def overlay_picture(grey: np.ndarray, masks: np.ndarray) -> np.ndarray:
     for channel in range(3):
         rgb[..., channel] = rows
     pixels = rgb.reshape(-1, 3)
-    for mask, colour in zip(masks, COLOURS, strict=False):
+    for mask, colour in zip(masks, colours, strict=False):
         inside = np.flatnonzero(mask.T)
         pixels[inside] = ((1 - MASK_WEIGHT) * pixels[inside] + MASK_WEIGHT * np.asarray(colour)).astype(
             np.uint8
@@ -97,14 +112,22 @@ def draw_measures(picture: np.ndarray, figure: MeasuredFigure) -> np.ndarray:
     for segments, colour in ((figure.edges, EDGE_COLOUR), (figure.fascicles, FASCICLE_COLOUR)):
         for segment in filter(None, (_clipped(segment, size) for segment in segments)):
             draw.line(segment, fill=colour, width=1)
+    return draw_caption(np.asarray(image), [(figure.caption, TEXT_COLOUR), (LEGEND, TEXT_COLOUR)])
+
+
+def draw_caption(picture: np.ndarray, lines: Sequence[tuple[str, tuple[int, int, int]]]) -> np.ndarray:
+    """``picture`` with ``lines`` of text, each in its colour, on a black box at the bottom left."""
+    image = Image.fromarray(picture)
+    draw = ImageDraw.Draw(image)
     font = ImageFont.load_default(size=max(10, picture.shape[0] // 45))
-    text = f"{figure.caption}\n{LEGEND}"
-    _, top, right, bottom = draw.multiline_textbbox((0, 0), text, font=font)
-    origin = (4, picture.shape[0] - (bottom - top) - 8)
-    draw.rectangle(
-        (origin[0] - 2, origin[1] - 2, origin[0] + right + 2, origin[1] + bottom + 2), fill=(0, 0, 0)
-    )
-    draw.multiline_text(origin, text, fill=(255, 255, 255), font=font)
+    boxes = [draw.textbbox((0, 0), text, font=font) for text, _ in lines]
+    height = max(bottom for _, _, _, bottom in boxes) + 2
+    y = picture.shape[0] - height * len(lines) - 6
+    width = max(right for _, _, right, _ in boxes)
+    draw.rectangle((2, y - 2, 6 + width, picture.shape[0] - 4), fill=(0, 0, 0))
+    for text, colour in lines:
+        draw.text((4, y), text, fill=colour, font=font)
+        y += height
     return np.asarray(image)
 
 
@@ -148,12 +171,19 @@ def _caption(row: dict) -> str:
 
 
 def save_overlay_image(
-    source: Path, masks: np.ndarray, folder: Path, annotate: Callable[[np.ndarray], np.ndarray] = lambda p: p
+    source: Path,
+    masks: np.ndarray,
+    folder: Path,
+    annotate: Callable[[np.ndarray], np.ndarray] = lambda p: p,
+    grey: np.ndarray | None = None,
+    colours: Sequence[tuple[int, int, int]] = COLOURS,
 ) -> Path:
     """``folder/<stem>_overlay.jpg`` of an image file, written atomically (JPEG: a tenth of the time of a
-    PNG for a speckled picture, a third of the size); ``annotate`` draws on the picture first."""
-    grey, _ = load_image(source)
-    picture = Image.fromarray(annotate(overlay_picture(grey, masks)))
+    PNG for a speckled picture, a third of the size); ``annotate`` draws on the picture first. ``grey``
+    spares reading the file again when the caller has it."""
+    if grey is None:
+        grey, _ = load_image(source)
+    picture = Image.fromarray(annotate(overlay_picture(grey, masks, colours)))
     return atomic_write_with(
         folder / f"{stem_of(source)}_overlay.jpg", lambda p: picture.save(p, "JPEG", quality=JPEG_QUALITY)
     )

@@ -22,8 +22,9 @@ from monai.data import MetaTensor
 from monai.handlers import IgniteMetricHandler, from_engine
 from monai.metrics import CumulativeIterationMetric
 
+from sonomuscle.classes import write_classes_file
 from sonomuscle.data.readers import stem_of
-from sonomuscle.io import atomic_write_json, atomic_write_rows, atomic_write_with
+from sonomuscle.io import atomic_write_rows, atomic_write_with
 from sonomuscle.measures.area import volume
 from sonomuscle.measures.thickness import local_thickness
 from sonomuscle.transforms.io import SPACING_KNOWN
@@ -119,7 +120,7 @@ class VolumeMeasurements:
     def _started(self, engine) -> None:
         self.rows.clear()
         if self.label_map_dir is not None:
-            atomic_write_json(self.label_map_dir / "classes.json", self.labels)
+            write_classes_file(self.label_map_dir, self.labels)
 
     def _completed(self, engine) -> None:
         where = f"; label maps in {self.label_map_dir}" if self.label_map_dir is not None else ""

@@ -27,7 +27,7 @@ SPACING_KNOWN = "spacing_known"  # meta key set by sonomuscle.data.readers.Ultra
 CALIBRATION = "calibration"
 
 
-def _source(data: Mapping[Hashable, object], key: Hashable) -> str:
+def source_of(data: Mapping[Hashable, object], key: Hashable) -> str:
     """The file an item was loaded from, for error messages; the key itself when unknown."""
     item = data[key]
     meta = item.meta if isinstance(item, MetaTensor) else {}
@@ -106,7 +106,7 @@ class SetSpacingd(MapTransform):
                 spacing = np.repeat(spacing, spatial_dims)
             if len(spacing) != spatial_dims or not (spacing > 0).all():
                 raise InputError(
-                    _source(d, key),
+                    source_of(d, key),
                     f"datalist spacing {spacing.tolist()} must be {spatial_dims} positive values (mm)",
                 )
             for meta_key in (MetaKeys.AFFINE, MetaKeys.ORIGINAL_AFFINE):
@@ -129,7 +129,7 @@ class SetSpacingd(MapTransform):
         if depth is None:
             return None, "none"
         if not (np.isfinite(depth) and depth > 0):
-            raise InputError(_source(d, key), f"datalist depth {depth!r} must be a positive number of mm")
+            raise InputError(source_of(d, key), f"datalist depth {depth!r} must be a positive number of mm")
         if d.get(self.box_key) is not None:
             start, end = box_corners(d[self.box_key], image)
             rows = int(end[1] - start[1])
@@ -167,13 +167,13 @@ class ValidateInputd(Transform):
         image = torch.as_tensor(data[self.image_key])
         if image.ndim != self.spatial_dims + 1:
             raise InputError(
-                _source(data, self.image_key),
+                source_of(data, self.image_key),
                 f"expected a {self.spatial_dims}D image (channel-first shape with {self.spatial_dims + 1} axes), "
                 f"got shape {tuple(image.shape)}",
             )
         if min(image.shape[1:]) < self.min_size:
             raise InputError(
-                _source(data, self.image_key),
+                source_of(data, self.image_key),
                 f"image of {'×'.join(map(str, image.shape[1:]))} pixels is too small "
                 f"(at least {self.min_size} on every side)",
             )
@@ -184,9 +184,9 @@ class ValidateInputd(Transform):
             label = torch.as_tensor(data[key])
             if label.shape[1:] != image.shape[1:]:
                 raise InputError(
-                    _source(data, key),
+                    source_of(data, key),
                     f"label {key!r} spatial shape {tuple(label.shape[1:])} differs from image "
-                    f"{tuple(image.shape[1:])} ({_source(data, self.image_key)})",
+                    f"{tuple(image.shape[1:])} ({source_of(data, self.image_key)})",
                 )
             self._check_spacing(data, self.image_key, key)
             self._check_finite(data, key, label)
@@ -195,8 +195,8 @@ class ValidateInputd(Transform):
                 bad = values[~torch.isin(values, self.allowed_values.to(values.dtype))]
                 if bad.numel():
                     raise InputError(
-                        _source(data, key),
-                        f"label {key!r} has values {bad[:6].tolist()} outside {self.allowed_values.tolist()}",
+                        source_of(data, key),
+                        f"label {key!r} has values {_numbers(bad[:6])} outside {_numbers(self.allowed_values)}",
                     )
         return data
 
@@ -212,16 +212,21 @@ class ValidateInputd(Transform):
         ours, theirs = image.pixdim.double(), label.pixdim.double()
         if not torch.allclose(ours, theirs, rtol=1e-3, atol=0):
             raise InputError(
-                _source(data, key),
+                source_of(data, key),
                 f"label {key!r} spacing {[round(float(v), 4) for v in theirs]} mm differs from its image's "
-                f"{[round(float(v), 4) for v in ours]} mm ({_source(data, image_key)})",
+                f"{[round(float(v), 4) for v in ours]} mm ({source_of(data, image_key)})",
             )
 
     @staticmethod
     def _check_finite(data: Mapping[Hashable, object], key: Hashable, tensor: torch.Tensor) -> None:
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():
             n = int((~torch.isfinite(tensor)).sum())
-            raise InputError(_source(data, key), f"{key!r} contains {n} NaN or infinite values")
+            raise InputError(source_of(data, key), f"{key!r} contains {n} NaN or infinite values")
+
+
+def _numbers(values: torch.Tensor) -> list[float | int]:
+    """Label values as a person writes them: ``[7, 9]``, not ``[7.0, 9.0]``."""
+    return [int(v) if float(v).is_integer() else float(v) for v in values.tolist()]
 
 
 class StillImagesOnly(Transform):

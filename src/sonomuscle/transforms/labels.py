@@ -1,9 +1,11 @@
-"""Partial labels for multi-label segmentation: an image may be annotated for only some structures.
+"""Partial labels for segmentation: an image may be annotated for only some structures.
 
 ``StackLabelsd`` turns the per-kind masks of a datalist entry (e.g. ``aponeurosis``, ``fascicle``) into one
 channel-first ``label`` with one channel per kind; a kind the entry lacks becomes a channel of ``-1``
-("not annotated", docs/CONVENTIONS.md). ``IgnoreUnannotatedd`` blanks such channels in prediction and label
-before metrics, so ``DiceMetric(ignore_empty=True)`` returns NaN for them and NaN-aware reductions skip them.
+("not annotated", docs/CONVENTIONS.md). ``LabelMapChannelsd`` does the same for a label map of named
+classes whose entry lists the classes outlined (``"annotated"``). ``IgnoreUnannotatedd`` blanks such
+channels in prediction and label before metrics, so ``DiceMetric(ignore_empty=True)`` returns NaN for
+them and NaN-aware reductions skip them.
 """
 
 from __future__ import annotations
@@ -13,6 +15,9 @@ from collections.abc import Hashable, Mapping, Sequence
 import torch
 from monai.data import MetaTensor
 from monai.transforms import MapTransform
+
+from sonomuscle.errors import InputError
+from sonomuscle.transforms.io import source_of
 
 NOT_ANNOTATED = -1.0
 
@@ -45,6 +50,45 @@ class StackLabelsd(MapTransform):
         label = torch.stack(channels).as_subclass(torch.Tensor)
         meta = dict(ref.meta) if isinstance(ref, MetaTensor) else {}
         d[self.label_key] = MetaTensor(label, meta=meta)
+        return d
+
+
+class LabelMapChannelsd(MapTransform):
+    """A label map (``1, X, Y``; 0 background, class values) as one channel per class, background first.
+
+    Channel ``i + 1`` is 1 where the map holds the ``i``-th class's value, 0 elsewhere. When the entry's
+    ``annotated_key`` lists only some classes (the others were not outlined in this image), a background
+    pixel may belong to any class not outlined: there the background channel and those classes' channels
+    are ``-1`` (not known), while the outlined classes stay 0 (known absent). Without the list every class
+    counts as outlined: a structure missing from the map is absent from the image.
+    """
+
+    def __init__(
+        self, keys: Sequence[str] | str, classes: Mapping[str, int], annotated_key: str = "annotated"
+    ) -> None:
+        super().__init__(keys)
+        self.classes = dict(classes)
+        self.annotated_key = annotated_key
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict[Hashable, object]:
+        d = dict(data)
+        annotated = d.pop(self.annotated_key, None)  # popped: a ragged list would not collate into a batch
+        annotated = list(self.classes) if annotated is None else annotated
+        for key in self.key_iterator(d):
+            label = d[key]
+            unknown = sorted(set(annotated) - set(self.classes))
+            if unknown:
+                raise InputError(
+                    source_of(d, key),
+                    f"{self.annotated_key!r} names {unknown}, not among the classes {self.classes}",
+                )
+            label_map = torch.as_tensor(label)[0].as_subclass(torch.Tensor)
+            values = torch.tensor([0, *self.classes.values()], dtype=label_map.dtype)
+            channels = (label_map[None] == values.reshape(-1, *[1] * label_map.ndim)).float()
+            unsure = [0] + [i + 1 for i, name in enumerate(self.classes) if name not in annotated]
+            if len(unsure) > 1:  # a background pixel may be a class nobody outlined here
+                channels[unsure] = torch.where(label_map[None] == 0, NOT_ANNOTATED, channels[unsure])
+            d[key] = MetaTensor(channels, meta=dict(label.meta) if isinstance(label, MetaTensor) else {})
         return d
 
 

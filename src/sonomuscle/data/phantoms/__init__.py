@@ -13,6 +13,7 @@ PHANTOM_MODULES = {
     "architecture2d-sequence": "sonomuscle.data.phantoms.architecture2d_sequence",
     "ciliary3d": "sonomuscle.data.phantoms.ciliary",
     "bladder3d": "sonomuscle.data.phantoms.bladder",
+    "csa2d": "sonomuscle.data.phantoms.csa2d",
 }
 
 

@@ -23,12 +23,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from PIL import Image
-from scipy.ndimage import gaussian_filter, gaussian_filter1d
-from tqdm import tqdm
+from scipy.ndimage import gaussian_filter1d
 
-from sonomuscle.data.phantoms.dataset import split_cases
+from sonomuscle.data.phantoms.dataset import drawn_cases, split_cases, write_png
 from sonomuscle.data.phantoms.physics import acoustic_shadow, simulate_bmode
+from sonomuscle.data.phantoms.texture import slow_field
 from sonomuscle.errors import InputError
 from sonomuscle.io import atomic_write_json, atomic_write_with
 from sonomuscle.measures.architecture import weighted_median
@@ -186,16 +185,11 @@ def render(g: Geometry, draws: Draws, shape: tuple[int, int] = (256, 256), spaci
 def write_dataset(out: str | Path, n: int, seed: int) -> Path:
     """Write ``n`` phantoms as PNG (images/, aponeurosis/, fascicle/), ``truth.csv`` and ``datalist.json``.
 
-    Case ``i`` draws from ``default_rng([seed, i])``: the same seed gives the same bytes, and a case does not
-    change when ``n`` does. Returns the datalist path.
+    Cases are :func:`~sonomuscle.data.phantoms.dataset.drawn_cases`. Returns the datalist path.
     """
-    if n < 1:
-        raise InputError(None, f"number of phantoms must be ≥ 1, got {n}")
     out = Path(out)
     rows, entries = [], []
-    for i in tqdm(range(n), desc="architecture2d phantoms", unit="case", disable=n <= 20):
-        name = f"case_{i:03d}"
-        phantom = make_phantom(np.random.default_rng([seed, i]))
+    for name, phantom in drawn_cases(n, seed, make_phantom, "architecture2d phantoms"):
         entry: dict = {}
         arrays = {
             "image": np.round(phantom.image * 255),
@@ -204,7 +198,7 @@ def write_dataset(out: str | Path, n: int, seed: int) -> Path:
         }
         for key, array in arrays.items():
             relative = f"{'images' if key == 'image' else key}/{name}.png"
-            _write_png(out / relative, array)
+            write_png(out / relative, array)
             entry[key] = relative
         entries.append({**entry, "spacing": list(phantom.spacing)})
         rows.append({"case": name, **phantom.truth})
@@ -245,16 +239,16 @@ def _tissue_map(
     echo = np.maximum(echo, _septa(x, y, g.dermis, g.fat_bottom, rng))
     lines, striations = _striations(x, y, g.psi, rng, spacing, g.pivot)
     muscle = (y >= g.superficial.y(x)) & (y < g.deep.y(x))
-    echo[muscle] = (_MUSCLE * _slow_field(x.shape, rng, spacing, 0.25) + _PERIMYSIUM * striations)[muscle]
+    echo[muscle] = (_MUSCLE * slow_field(x.shape, rng, spacing, 0.25) + _PERIMYSIUM * striations)[muscle]
     # a deeper muscle with its own, fainter fascicles
     floor = g.deep.y(x) + g.band_d
     deeper_psi = math.atan(g.deep.b) - rng.choice([-1.0, 1.0]) * math.radians(rng.uniform(5.0, 25.0))
     _, deeper_striations = _striations(x, y, deeper_psi, rng, spacing)
     below = y >= floor
-    echo[below] = (
-        _MUSCLE * _slow_field(x.shape, rng, spacing, 0.25) + 0.7 * _PERIMYSIUM * deeper_striations
-    )[below]
-    echo[bands] = (_APONEUROSIS * rng.uniform(0.55, 1.0) * _slow_field(x.shape, rng, spacing, 0.15))[bands]
+    echo[below] = (_MUSCLE * slow_field(x.shape, rng, spacing, 0.25) + 0.7 * _PERIMYSIUM * deeper_striations)[
+        below
+    ]
+    echo[bands] = (_APONEUROSIS * rng.uniform(0.55, 1.0) * slow_field(x.shape, rng, spacing, 0.15))[bands]
     if rng.random() < 0.6:
         echo = _bone(echo, x, y, floor, rng, spacing)
     return echo, lines
@@ -272,12 +266,6 @@ def normal_distance(x: float, deep: Line, superficial: Line) -> float:
     """Thickness (mm) at lateral position ``x``: from ``L_d`` along its normal to ``L_s``."""
     r = math.hypot(1.0, deep.b)
     return float(abs(superficial.hit(np.array([x, deep.y(x)]), np.array([deep.b, -1.0]) / r)))
-
-
-def _slow_field(shape: tuple[int, ...], rng: np.random.Generator, spacing: float, depth: float) -> np.ndarray:
-    """Smooth multiplicative brightness variation ``1 ± depth`` on a ~5 mm scale (not geometry)."""
-    field = gaussian_filter(rng.standard_normal(shape), 5.0 / spacing, mode="wrap")
-    return (1.0 + depth * field / (field.std() + 1e-12)).clip(0.3, None).astype(np.float32)
 
 
 def _striations(
@@ -450,9 +438,3 @@ def _draw(
             shifted[thin_axis] += shift
             keep = (shifted >= 0).all(0) & (shifted[0] < mask.shape[0]) & (shifted[1] < mask.shape[1])
             mask[shifted[0, keep], shifted[1, keep]] = 1
-
-
-def _write_png(path: Path, array: np.ndarray) -> None:
-    """8-bit greyscale PNG of an ``(X, Y)`` array: PIL's rows are Y, so it gets the transpose."""
-    image = Image.fromarray(np.ascontiguousarray(array.T.astype(np.uint8)))
-    atomic_write_with(path, lambda p: image.save(p, format="PNG"))

@@ -159,7 +159,7 @@ def _posed(g: Geometry, theta: float, thickness: float, xc: float) -> Geometry:
 
 
 def write_video(path: Path, images: Sequence[np.ndarray], fps: int) -> None:
-    """Lossless H.264 of ``(X, Y)`` grey frames in 0–255, rows depth (as ``architecture2d._write_png``).
+    """Lossless H.264 of ``(X, Y)`` grey frames in 0–255, rows depth (as ``dataset.write_png``).
 
     The grey goes straight into the luma plane (chroma neutral) at qp 0, flagged full range, so a decoder's
     grey (``frame.to_ndarray(format="gray")``) equals it exactly; a gray → yuv conversion would rescale it to

@@ -1,18 +1,22 @@
-"""What every phantom dataset shares: the case record, the training/validation/test split, the NIfTI writer."""
+"""What every phantom dataset shares: the cases drawn per seed, the training/validation/test split, the PNG
+and NIfTI writers."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 import nibabel as nib
 import numpy as np
+from PIL import Image
 from tqdm import tqdm
 
+from sonomuscle.errors import InputError
 from sonomuscle.io import atomic_write_json, atomic_write_rows, atomic_write_with
 
 SPLIT_FRACTIONS = (0.15, 0.15)  # validation, test; the rest trains
+T = TypeVar("T")
 
 
 class Case(NamedTuple):
@@ -21,6 +25,23 @@ class Case(NamedTuple):
     image: np.ndarray
     label: np.ndarray
     truth: dict[str, float]
+
+
+def drawn_cases(
+    n: int, seed: int, make: Callable[[np.random.Generator], T], desc: str
+) -> Iterator[tuple[str, T]]:
+    """``("case_000", phantom), ...``: case ``i`` draws from ``default_rng([seed, i])``, so the same seed gives
+    the same cases and a case does not change when ``n`` does. A progress bar shows for more than 20."""
+    if n < 1:
+        raise InputError(None, f"number of phantoms must be ≥ 1, got {n}")
+    for i in tqdm(range(n), desc=desc, unit="case", disable=n <= 20):
+        yield f"case_{i:03d}", make(np.random.default_rng([seed, i]))
+
+
+def write_png(path: Path, array: np.ndarray) -> None:
+    """8-bit greyscale PNG of an ``(X, Y)`` array: PIL's rows are Y, so it gets the transpose."""
+    image = Image.fromarray(np.ascontiguousarray(np.asarray(array).T.astype(np.uint8)))
+    atomic_write_with(path, lambda p: image.save(p, format="PNG"))
 
 
 def write_volume_dataset(
@@ -33,14 +54,12 @@ def write_volume_dataset(
 ) -> Path:
     """Write ``images/``, ``labels/`` (NIfTI, spacing in the affine), ``truth.csv`` and ``datalist.json``.
 
-    Case ``i`` draws from ``default_rng([seed, i])``, so a case does not change when ``n`` does.
+    Cases are :func:`drawn_cases`.
     """
     out = Path(out)
     affine = np.diag([*spacing, 1.0])
     rows = []
-    for i in tqdm(range(n), desc=desc, unit="case"):
-        name = f"case_{i:03d}"
-        case = make(np.random.default_rng([seed, i]))
+    for name, case in drawn_cases(n, seed, make, desc):
         image = np.round(np.clip(case.image, 0, 1) * 255).astype(np.uint8)
         for folder, volume in (("images", image), ("labels", case.label)):
             img = nib.Nifti1Image(volume, affine)

@@ -1,12 +1,14 @@
-"""Train a 3D bundle's shipped, phantom-trained weights with the bundle's defaults, score them, publish them.
+"""Train a bundle's shipped, phantom-trained weights with the bundle's defaults, score them, publish them.
 
-    python pipelines/pretrained/phantoms3d.py bladder_wall_3d --n 20 --max_epochs 40
-    python pipelines/pretrained/phantoms3d.py ciliary_muscle_3d --n 20 --max_epochs 40
+    python pipelines/pretrained/phantoms.py bladder_wall_3d --n 20 --max_epochs 40
+    python pipelines/pretrained/phantoms.py ciliary_muscle_3d --n 20 --max_epochs 40
+    python pipelines/pretrained/phantoms.py muscle_csa_2d --n 100 --max_epochs 100
 
 Makes ``--n`` phantoms (``sonomuscle synth``; the phantom split holds out a test part), trains through
 ``python -m monai.bundle run`` with the bundle's own ``train.json``, runs ``evaluate.json`` on the held-out
 phantoms, and with ``--publish`` writes ``models/model.pt``, ``models/model.ts`` and ``large_files.yml``
-into the bundle. No real volumes exist here: these weights are phantom-trained and say so in the docs.
+into the bundle. No real data of these tasks exist here: these weights are phantom-trained and say so in the
+docs.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from sonomuscle.data.phantoms import write_phantom_dataset
 from sonomuscle.weights import publish_weights
 from sonomuscle.workflows import bundle_dir, run_bundle
 
-PHANTOM_TASK = {"bladder_wall_3d": "bladder3d", "ciliary_muscle_3d": "ciliary3d"}
+PHANTOM_TASK = {"bladder_wall_3d": "bladder3d", "ciliary_muscle_3d": "ciliary3d", "muscle_csa_2d": "csa2d"}
 
 
 def main(argv: list[str] | None = None) -> None:

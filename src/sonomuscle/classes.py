@@ -1,0 +1,142 @@
+"""Named classes of a label map (``{"rectus_femoris": 1, ...}``): given once, carried by data and model.
+
+A multi-structure bundle learns whatever structures the user's label maps hold, so nothing in it may
+assume a fixed set. The names and label values are given once (``sonomuscle datalist --classes``, or by
+``sonomuscle synth``) and stored in the datalist under ``"classes"``; training reads them there (the
+network gets one output channel per class plus background, channel ``i + 1`` for the ``i``-th class in
+order of value), saves them in the checkpoint (:class:`LabelClasses`), and inference reads them back from
+the model, so a model's outputs are named as its training data's were.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+
+from sonomuscle.errors import InputError
+from sonomuscle.io import atomic_write_json
+
+CLASSES_KEY = "classes"
+CLASSES_FILE = "classes.json"  # beside saved label maps, so ``sonomuscle evaluate`` names them as the model
+BACKGROUND = "background"
+MAX_VALUE = 255  # label maps are saved as 8-bit PNG
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")  # names become file suffixes and CSV column prefixes
+
+
+def check_classes(classes: object, source: str | os.PathLike | None = None) -> dict[str, int]:
+    """``classes`` ordered by value, or one line saying what is wrong with them."""
+    if not isinstance(classes, Mapping) or not classes:
+        raise InputError(
+            source, f'classes must be {{"name": value, ...}} with at least one class, got {classes!r}'
+        )
+    for name, value in classes.items():
+        if not isinstance(name, str) or not _NAME.match(name) or name == BACKGROUND:
+            raise InputError(
+                source,
+                f"class name {name!r} must start with a letter and hold only letters, digits and _ "
+                f"(and not be {BACKGROUND!r}: value 0 is background)",
+            )
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_VALUE:
+            raise InputError(
+                source, f"class {name!r} has value {value!r}; values are whole numbers 1..{MAX_VALUE}"
+            )
+    values = list(classes.values())
+    if len(set(values)) != len(values):
+        raise InputError(source, f"two classes share a label value: {dict(classes)}")
+    return dict(sorted(classes.items(), key=lambda item: item[1]))
+
+
+def parse_classes(text: str) -> dict[str, int]:
+    """``NAME=VALUE,NAME=VALUE`` or the path of a JSON file holding ``{"NAME": VALUE, ...}``."""
+    if "=" not in text:
+        path = Path(text)
+        try:
+            classes = json.loads(path.read_text(encoding="utf-8"))
+        except OSError as err:
+            raise InputError(path, f"cannot read the classes file ({err.strerror})") from None
+        except ValueError as err:
+            raise InputError(path, f"is not JSON ({err})") from None
+        return check_classes(classes, path)
+    classes: dict[str, int] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, _, value = part.partition("=")
+        if not value.strip().isdigit():
+            raise InputError(None, f"--classes {part!r}: expected NAME=VALUE with a whole-number VALUE")
+        if name.strip() in classes:
+            raise InputError(None, f"--classes names {name.strip()!r} twice")
+        classes[name.strip()] = int(value)
+    return check_classes(classes, "--classes")
+
+
+def datalist_classes(datalist: str | os.PathLike) -> dict[str, int]:
+    """The ``"classes"`` a datalist declares for its label maps."""
+    path = Path(datalist)
+    try:
+        content = json.loads(path.read_text(encoding="utf-8"))
+    except OSError:
+        raise InputError(
+            path, "datalist not found; make one with `sonomuscle datalist --classes ...`"
+        ) from None
+    except ValueError as err:
+        raise InputError(path, f"is not JSON ({err})") from None
+    if not isinstance(content, dict) or CLASSES_KEY not in content:
+        raise InputError(
+            path,
+            f'declares no "{CLASSES_KEY}": make it with `sonomuscle datalist ... --classes NAME=VALUE,...` '
+            "or give the bundle --classes",
+        )
+    return check_classes(content[CLASSES_KEY], path)
+
+
+def write_classes_file(folder: str | os.PathLike, classes: Mapping[str, int]) -> Path:
+    """``folder/classes.json``: the names of the values in the label maps saved there."""
+    return atomic_write_json(Path(folder) / CLASSES_FILE, dict(classes))
+
+
+def channel_names(classes: Mapping[str, int]) -> list[str]:
+    """Output channel names: background, then the classes in order of value."""
+    return [BACKGROUND, *check_classes(classes)]
+
+
+class LabelClasses:
+    """The classes a model was trained on, saved in its checkpoint beside the weights (``state_dict``)."""
+
+    def __init__(self, classes: Mapping[str, int]) -> None:
+        self.classes = check_classes(classes)
+
+    def state_dict(self) -> dict[str, object]:
+        return {"names": list(self.classes), "values": torch.tensor(list(self.classes.values()))}
+
+    def load_state_dict(self, state: Mapping[str, object]) -> None:
+        saved = dict(zip(state["names"], torch.as_tensor(state["values"]).tolist(), strict=True))
+        if saved != self.classes:
+            raise InputError(
+                None, f"the checkpoint was trained on classes {saved}, this run declares {self.classes}"
+            )
+
+
+def checkpoint_classes(path: str | os.PathLike, key: str = CLASSES_KEY) -> dict[str, int]:
+    """The classes saved in a checkpoint by :class:`LabelClasses` (what inference names its outputs by)."""
+    from sonomuscle.handlers.checkpoints import MODEL_NOT_FOUND, checkpoint_problem
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, MODEL_NOT_FOUND)
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        problem = checkpoint_problem(err)
+        if problem is None:
+            raise
+        raise InputError(path, problem) from None
+    if not isinstance(checkpoint, dict) or key not in checkpoint:
+        raise InputError(path, f"holds no {key!r}: not a model of a bundle with named classes")
+    state = checkpoint[key]
+    return check_classes(
+        dict(zip(state["names"], torch.as_tensor(state["values"]).tolist(), strict=True)), path
+    )
