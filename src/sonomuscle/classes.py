@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import torch
@@ -113,7 +113,7 @@ class LabelClasses:
         return {"names": list(self.classes), "values": torch.tensor(list(self.classes.values()))}
 
     def load_state_dict(self, state: Mapping[str, object]) -> None:
-        saved = dict(zip(state["names"], torch.as_tensor(state["values"]).tolist(), strict=True))
+        saved = _from_state(state)
         if saved != self.classes:
             raise InputError(
                 None, f"the checkpoint was trained on classes {saved}, this run declares {self.classes}"
@@ -136,7 +136,14 @@ def checkpoint_classes(path: str | os.PathLike, key: str = CLASSES_KEY) -> dict[
         raise InputError(path, problem) from None
     if not isinstance(checkpoint, dict) or key not in checkpoint:
         raise InputError(path, f"holds no {key!r}: not a model of a bundle with named classes")
-    state = checkpoint[key]
-    return check_classes(
-        dict(zip(state["names"], torch.as_tensor(state["values"]).tolist(), strict=True)), path
-    )
+    return check_classes(_from_state(checkpoint[key]), path)
+
+
+def _from_state(state: Mapping[str, object]) -> dict[str, int]:
+    """The ``{name: value}`` a :meth:`LabelClasses.state_dict` holds."""
+    return dict(zip(state["names"], torch.as_tensor(state["values"]).tolist(), strict=True))
+
+
+def written_values(values: Iterable[float]) -> list[int | float]:
+    """Label values as a person writes them in a message: ``[7, 9]``, not ``[7.0, 9.0]``."""
+    return [int(v) if float(v).is_integer() else float(v) for v in values]

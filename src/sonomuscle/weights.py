@@ -1,11 +1,10 @@
 """Publish trained weights into a bundle the Model Zoo way: ``models/model.pt``, ``model.ts``, ``large_files.yml``.
 
 A training run's best checkpoint holds the network (bare, or beside the record of trained channels and the
-classes it learned); the
-shipped file keeps just those, always under the key ``model``. The TorchScript export comes from MONAI's
-``ckpt_export`` with the bundle's own inference config (so it is the network inference builds), and
-``large_files.yml`` lists both with their MD5 hashes, which the Zoo's ``verify_bundle`` and
-``monai.bundle download`` check.
+classes it learned); the shipped file keeps just those, always under the key ``model``. The TorchScript
+export comes from MONAI's ``ckpt_export`` with the bundle's own inference config (so it is the network
+inference builds), and ``large_files.yml`` lists both with their MD5 hashes, which the Zoo's
+``verify_bundle`` and ``monai.bundle download`` check.
 """
 
 from __future__ import annotations

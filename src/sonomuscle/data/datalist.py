@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from sonomuscle.classes import CLASSES_KEY, check_classes
+from sonomuscle.classes import CLASSES_KEY, check_classes, written_values
 from sonomuscle.data.readers import SUPPORTED_SUFFIXES, load_image, stem_of, suffix_of
 from sonomuscle.errors import InputError, positive_mm
 from sonomuscle.io import atomic_write_json
@@ -193,7 +193,7 @@ def _check_case(
         if outside:
             rejected.add(
                 path,
-                f"values {[int(v) if v == int(v) else v for v in outside][:6]} are not among the declared classes {classes}",
+                f"values {written_values(outside[:6])} are not among the declared classes {classes}",
             )
         elif mask.shape != image.shape:
             rejected.add(

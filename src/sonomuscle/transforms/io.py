@@ -17,6 +17,7 @@ from monai.data.utils import affine_to_spacing
 from monai.transforms import LoadImaged, MapTransform, Transform
 from monai.utils import ImageMetaKey, MetaKeys
 
+from sonomuscle.classes import written_values
 from sonomuscle.data.frames import FRAME_KEY
 from sonomuscle.data.readers import UltrasoundImageReader, decoded_tensor, read_ultrasound
 from sonomuscle.errors import InputError
@@ -196,7 +197,8 @@ class ValidateInputd(Transform):
                 if bad.numel():
                     raise InputError(
                         source_of(data, key),
-                        f"label {key!r} has values {_numbers(bad[:6])} outside {_numbers(self.allowed_values)}",
+                        f"label {key!r} has values {written_values(bad[:6].tolist())} outside "
+                        f"{written_values(self.allowed_values.tolist())}",
                     )
         return data
 
@@ -222,11 +224,6 @@ class ValidateInputd(Transform):
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():
             n = int((~torch.isfinite(tensor)).sum())
             raise InputError(source_of(data, key), f"{key!r} contains {n} NaN or infinite values")
-
-
-def _numbers(values: torch.Tensor) -> list[float | int]:
-    """Label values as a person writes them: ``[7, 9]``, not ``[7.0, 9.0]``."""
-    return [int(v) if float(v).is_integer() else float(v) for v in values.tolist()]
 
 
 class StillImagesOnly(Transform):
