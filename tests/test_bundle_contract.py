@@ -24,9 +24,13 @@ SCHEMA = REPO / "bundles" / "schema" / "meta_schema_20240725.json"
 PHANTOM_TASK = {
     "muscle_architecture_2d": "architecture2d",
     "muscle_csa_2d": "csa2d",
+    "muscle_classification_2d": "classify2d",
+    "muscle_state_regression_2d": "regress2d",
     "ciliary_muscle_3d": "ciliary3d",
     "bladder_wall_3d": "bladder3d",
 }
+# enough phantoms to split into training, validation and test subjects, every class in training (default 6)
+N_PHANTOMS = {"muscle_classification_2d": 40, "muscle_state_regression_2d": 11}
 # (config files, workflow type) as a user combines them
 WORKFLOWS = [
     (["train.json"], "train"),
@@ -59,8 +63,9 @@ def bundle(request) -> str:
 
 @pytest.fixture(scope="module")
 def datalist(bundle, tmp_path_factory) -> Path:
-    """Six phantoms of the bundle's task: four to train on, one to validate, one to test."""
-    return write_phantom_dataset(PHANTOM_TASK[bundle], tmp_path_factory.mktemp(bundle), 6, seed=0)
+    """A few phantoms of the bundle's task: some to train on, at least one to validate and one to test."""
+    n = N_PHANTOMS.get(bundle, 6)
+    return write_phantom_dataset(PHANTOM_TASK[bundle], tmp_path_factory.mktemp(bundle), n, seed=0)
 
 
 @pytest.mark.parametrize(("configs", "kind"), WORKFLOWS, ids=["+".join(c) for c, _ in WORKFLOWS])

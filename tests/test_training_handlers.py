@@ -72,3 +72,11 @@ def test_distances_of_uncalibrated_images_are_pixels():
     calibrated = MetaTensor(torch.zeros(1, 4, 4), meta={"calibration": "spacing", "spacing_known": True})
     bare = MetaTensor(torch.zeros(1, 4, 4), meta={"calibration": "none", "spacing_known": False})
     assert (units_of(calibrated), units_of(bare), units_of(torch.zeros(1, 4, 4))) == ("mm", "px", "px")
+
+
+@pytest.mark.parametrize("off", [False, "false", "False", "no", "0", None])
+def test_resume_switched_off_as_the_command_line_writes_it_starts_afresh(tmp_path, off):
+    """``--resume false`` reaches the config as the text "false", which must not count as on."""
+    torch.save({"model": {}}, tmp_path / "checkpoint_epoch=1.pt")
+    assert last_checkpoint(tmp_path, resume=off) == ""
+    assert last_checkpoint(tmp_path, resume="true").endswith("checkpoint_epoch=1.pt")

@@ -3,6 +3,8 @@
     python pipelines/pretrained/phantoms.py bladder_wall_3d --n 20 --max_epochs 40
     python pipelines/pretrained/phantoms.py ciliary_muscle_3d --n 20 --max_epochs 40
     python pipelines/pretrained/phantoms.py muscle_csa_2d --n 100 --max_epochs 100
+    python pipelines/pretrained/phantoms.py muscle_classification_2d --n 400 --max_epochs 80
+    python pipelines/pretrained/phantoms.py muscle_state_regression_2d --n 300 --max_epochs 80
 
 Makes ``--n`` phantoms (``sonomuscle synth``; the phantom split holds out a test part), trains through
 ``python -m monai.bundle run`` with the bundle's own ``train.json``, runs ``evaluate.json`` on the held-out
@@ -22,7 +24,13 @@ from sonomuscle.data.phantoms import write_phantom_dataset
 from sonomuscle.weights import publish_weights
 from sonomuscle.workflows import bundle_dir, run_bundle
 
-PHANTOM_TASK = {"bladder_wall_3d": "bladder3d", "ciliary_muscle_3d": "ciliary3d", "muscle_csa_2d": "csa2d"}
+PHANTOM_TASK = {
+    "bladder_wall_3d": "bladder3d",
+    "ciliary_muscle_3d": "ciliary3d",
+    "muscle_csa_2d": "csa2d",
+    "muscle_classification_2d": "classify2d",
+    "muscle_state_regression_2d": "regress2d",
+}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -58,12 +58,57 @@ def load_datalist(
     return entries
 
 
+def fold_entries(
+    datalist: str | os.PathLike,
+    split: str,
+    fold: int | None = None,
+    base_dir: str | os.PathLike | None = None,
+    crop: Sequence[int] | None = None,
+) -> list[dict]:
+    """:func:`load_datalist`, or with ``fold=k`` cross-validation: ``validation`` is the training and
+    validation entries of fold ``k`` and ``training`` the others (``sonomuscle datalist --folds K`` or
+    ``--leave-one-subject-out`` writes the folds); ``crop`` boxes every entry without a region of its own.
+    """
+    if fold is None or split not in ("training", "validation"):
+        entries = load_datalist(datalist, split, base_dir)
+    else:
+        pool = [e for s in ("training", "validation") for e in entries_or_empty(datalist, s, base_dir)]
+        if not any("fold" in e for e in pool):
+            raise InputError(
+                datalist,
+                "has no folds: make it with `sonomuscle datalist --folds K` or --leave-one-subject-out",
+            )
+        folds = sorted({e["fold"] for e in pool})
+        if fold not in folds:
+            raise InputError(datalist, f"has no fold {fold} (folds: {folds})")
+        entries = [e for e in pool if (e["fold"] == fold) == (split == "validation")]
+    return with_region(entries, crop)
+
+
+def entries_or_empty(
+    datalist: str | os.PathLike, split: str, base_dir: str | os.PathLike | None = None
+) -> list[dict]:
+    """:func:`load_datalist`, or ``[]`` where the datalist has no such split (or an empty one)."""
+    try:
+        return load_datalist(datalist, split, base_dir)
+    except InputError:
+        return []
+
+
+def with_region(cases: list[dict], crop: Sequence[int] | None) -> list[dict]:
+    """``cases`` with the box ``crop`` [x, y, width, height] where a case names no region (box or ROI)."""
+    if crop is None:
+        return cases
+    return [case if {"crop", "roi"} & case.keys() else {**case, "crop": list(crop)} for case in cases]
+
+
 def inference_cases(
     datalist: str | os.PathLike | None,
     split: str,
     input_dir: str | os.PathLike | None = None,
     spacing: Sequence[float] | None = None,
     depth: float | None = None,
+    crop: Sequence[int] | None = None,
 ) -> list[dict]:
     """``{"image": path}`` cases from ``input_dir`` (every image, volume, cine loop or video in it) or a
     datalist split (with its ``spacing`` or ``depth`` calibration and ``crop`` box; labels dropped:
@@ -71,7 +116,8 @@ def inference_cases(
     skips the unreadable ones with a warning.
 
     ``spacing`` (mm per pixel along each axis) or ``depth`` (mm over the picture's rows) calibrate the cases
-    that do not say their own: new images get millimetres as the training datalist's did.
+    that do not say their own: new images get millimetres as the training datalist's did. ``crop`` boxes
+    the cases that name no region of interest of their own.
     """
     calibration = calibration_entry(spacing, depth)
     if input_dir:
@@ -81,14 +127,14 @@ def inference_cases(
         cases = [{"image": str(f)} for f in input_files(folder)]
     else:
         cases = [
-            {k: v for k, v in entry.items() if k in ("image", "spacing", "depth", "crop")}
+            {k: v for k, v in entry.items() if k in ("image", "spacing", "depth", "crop", "roi")}
             for entry in load_datalist(datalist, split)
         ]
     if not cases:
         raise InputError(input_dir or datalist, "no images to run on")
     if calibration:
         cases = [case if {"spacing", "depth"} & case.keys() else {**case, **calibration} for case in cases]
-    return cases
+    return with_region(cases, crop)
 
 
 def check_settings(

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from sonomuscle.errors import InputError
-from sonomuscle.io import atomic_write_json
+from sonomuscle.io import atomic_write_json, read_json
 
 CLASSES_KEY = "classes"
 CLASSES_FILE = "classes.json"  # beside saved label maps, so ``sonomuscle evaluate`` names them as the model
@@ -76,15 +76,8 @@ def parse_classes(text: str) -> dict[str, int]:
 def datalist_classes(datalist: str | os.PathLike) -> dict[str, int]:
     """The ``"classes"`` a datalist declares for its label maps."""
     path = Path(datalist)
-    try:
-        content = json.loads(path.read_text(encoding="utf-8"))
-    except OSError:
-        raise InputError(
-            path, "datalist not found; make one with `sonomuscle datalist --classes ...`"
-        ) from None
-    except ValueError as err:
-        raise InputError(path, f"is not JSON ({err})") from None
-    if not isinstance(content, dict) or CLASSES_KEY not in content:
+    content = read_json(path, "datalist not found; make one with `sonomuscle datalist --classes ...`")
+    if CLASSES_KEY not in content:
         raise InputError(
             path,
             f'declares no "{CLASSES_KEY}": make it with `sonomuscle datalist ... --classes NAME=VALUE,...` '
@@ -122,19 +115,10 @@ class LabelClasses:
 
 def checkpoint_classes(path: str | os.PathLike, key: str = CLASSES_KEY) -> dict[str, int]:
     """The classes saved in a checkpoint by :class:`LabelClasses` (what inference names its outputs by)."""
-    from sonomuscle.handlers.checkpoints import MODEL_NOT_FOUND, checkpoint_problem
+    from sonomuscle.handlers.checkpoints import read_checkpoint
 
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(path, MODEL_NOT_FOUND)
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        problem = checkpoint_problem(err)
-        if problem is None:
-            raise
-        raise InputError(path, problem) from None
-    if not isinstance(checkpoint, dict) or key not in checkpoint:
+    checkpoint = read_checkpoint(path)
+    if key not in checkpoint:
         raise InputError(path, f"holds no {key!r}: not a model of a bundle with named classes")
     return check_classes(_from_state(checkpoint[key]), path)
 

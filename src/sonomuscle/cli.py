@@ -58,6 +58,23 @@ def _crop_arg(text: str) -> tuple[int, int, int, int]:
     return tuple(int(p) for p in parts)  # type: ignore[return-value]
 
 
+def _names_arg(text: str) -> list[str]:
+    return [name.strip() for name in text.split(",")]
+
+
+def _override_arg(text: str) -> tuple[str, object]:
+    """``KEY=VALUE`` with VALUE read as JSON where it is (numbers, lists, true/false), else as text."""
+    import json
+
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except ValueError:
+        return key, value
+
+
 def _measures_arg(text: str) -> list[str]:
     names = [m.strip() for m in text.split(",") if m.strip()]
     unknown = sorted(set(names) - set(EVALUATION_MEASURES))
@@ -95,9 +112,47 @@ def build_parser() -> argparse.ArgumentParser:
         "--labels",
         type=_labels_arg,
         action="append",
-        required=True,
         metavar="[KEY=]DIR",
         help="folder of masks, stored under KEY (default 'label'); repeat for several label kinds",
+    )
+    p.add_argument(
+        "--table",
+        type=Path,
+        metavar="CSV",
+        help="instead of masks: a table with a row per image (classification or state regression)",
+    )
+    p.add_argument("--image-column", default="image", help="with --table: column naming each image file")
+    p.add_argument("--class-column", help="with --table: column holding each image's class")
+    p.add_argument(
+        "--class-names",
+        type=_names_arg,
+        metavar="A,B,...",
+        help="with --class-column: the classes, in output order (default: the values found, sorted)",
+    )
+    p.add_argument(
+        "--target",
+        action="append",
+        default=[],
+        metavar="COLUMN",
+        help="with --table: a column of continuous values to estimate; repeat for several",
+    )
+    p.add_argument("--subject-column", help="with --table: column naming each image's subject")
+    p.add_argument(
+        "--roi-masks",
+        type=Path,
+        metavar="DIR",
+        help="with --table: masks of the region of interest, named as the images (the bundles crop to them)",
+    )
+    p.add_argument(
+        "--box-columns",
+        type=_names_arg,
+        metavar="X,Y,W,H",
+        help="with --table: four columns holding a box in pixels to crop each image to",
+    )
+    p.add_argument(
+        "--leave-one-subject-out",
+        action="store_true",
+        help="with --subject-column: one fold per subject (no test split)",
     )
     p.add_argument("--out", type=Path, required=True, help="datalist JSON to write")
     p.add_argument("--val-fraction", type=float, default=0.2, help="share of subjects for validation")
@@ -228,6 +283,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="the ultrasound picture's box in pixels (default: found in each screen capture)",
     )
 
+    p = sub.add_parser(
+        "crossval",
+        help="cross-validate an image-level bundle over its datalist's folds (e.g. leave-one-subject-out)",
+    )
+    p.add_argument("bundle", help="bundle name (muscle_state_regression_2d, ...) or a bundle folder")
+    p.add_argument(
+        "--datalist", type=Path, required=True, help="a datalist with folds (--leave-one-subject-out)"
+    )
+    p.add_argument(
+        "--out", type=Path, required=True, metavar="DIR", help="folder for the folds and the report"
+    )
+    p.add_argument(
+        "--set",
+        type=_override_arg,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a bundle setting for every fold, e.g. max_epochs=40 or spatial_size=[96,96]; repeatable",
+    )
+
     p = sub.add_parser("bundle", help="the bundles this package ships: list them, or write one out")
     bundle_sub = p.add_subparsers(dest="bundle_command", required=True)
     bundle_sub.add_parser("list", help="name, version, shipped weights and task of each bundle")
@@ -239,9 +314,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> None:
     """Dispatch one parsed command; imports are local so ``sonomuscle --help`` stays fast."""
-    if args.command == "datalist":
+    if args.command == "datalist" and args.table is not None:
+        _table_datalist(args)
+    elif args.command == "datalist":
         from sonomuscle.data.datalist import build_datalist
 
+        if not args.labels:
+            raise InputError(None, "give --labels DIR (segmentation) or --table CSV (image-level tasks)")
         build_datalist(
             images=args.images,
             labels=dict(args.labels),
@@ -292,8 +371,37 @@ def run(args: argparse.Namespace) -> None:
             step=args.step,
             crop=args.crop,
         )
+    elif args.command == "crossval":
+        from sonomuscle.crossval import cross_validate
+
+        cross_validate(args.bundle, args.datalist, args.out, **dict(args.set))
     elif args.command == "bundle":
         _run_bundle_command(args)
+
+
+def _table_datalist(args: argparse.Namespace) -> None:
+    from sonomuscle.data.table import build_table_datalist
+
+    if args.labels:
+        raise InputError(args.table, "give --labels (masks) or --table (image-level tasks), not both")
+    build_table_datalist(
+        images=args.images,
+        table=args.table,
+        out=args.out,
+        targets=args.target,
+        class_column=args.class_column,
+        class_names=args.class_names,
+        subject_column=args.subject_column,
+        image_column=args.image_column,
+        roi_masks=args.roi_masks,
+        box_columns=args.box_columns,
+        val_fraction=args.val_fraction,
+        test_fraction=args.test_fraction,
+        folds=args.folds,
+        leave_one_subject_out=args.leave_one_subject_out,
+        seed=args.seed,
+        spacing=args.spacing,
+    )
 
 
 def _run_bundle_command(args: argparse.Namespace) -> None:

@@ -53,6 +53,25 @@ def positive_mm(option: str, value: object) -> float:
     return float(value)
 
 
+OFF_WORDS = frozenset({"false", "no", "off", "0", "none", ""})
+ON_WORDS = frozenset({"true", "yes", "on", "1"})
+
+
+def switched_off(value: object) -> bool:
+    """Whether a setting says "off" as ``monai.bundle`` hands it over: ``--resume false`` arrives as the
+    text ``"false"`` (only ``False`` is read as a Python literal), which would otherwise count as on."""
+    return value is None or value is False or str(value).strip().lower() in OFF_WORDS
+
+
+def switch(option: str, value: object) -> bool:
+    """An on/off setting (``true``/``false``, ``yes``/``no``, …, or a bool), one line naming ``option`` otherwise."""
+    if switched_off(value):
+        return False
+    if value is True or str(value).strip().lower() in ON_WORDS:
+        return True
+    raise InputError(None, f"{option} must be true or false, got {value!r}")
+
+
 def _chain(err: BaseException | None) -> list[BaseException]:
     """``err`` and what caused it, through wrappers such as MONAI's "applying transform" errors."""
     chain: list[BaseException] = []

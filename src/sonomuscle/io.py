@@ -43,6 +43,22 @@ def atomic_write_json(target: str | os.PathLike, obj: Any) -> Path:
     return atomic_write_text(target, json.dumps(obj, indent=2, default=_json_default) + "\n")
 
 
+def read_json(path: str | os.PathLike, missing: str = "not found") -> dict:
+    """A JSON object from a file the user named; missing, unparsable or not an object is one line."""
+    from sonomuscle.errors import InputError
+
+    path = Path(path)
+    try:
+        content = json.loads(path.read_text(encoding="utf-8"))
+    except OSError:
+        raise InputError(path, missing) from None
+    except ValueError as err:
+        raise InputError(path, f"is not JSON ({err})") from None
+    if not isinstance(content, dict):
+        raise InputError(path, f"holds a JSON {type(content).__name__}, not an object")
+    return content
+
+
 def atomic_write_rows(
     target: str | os.PathLike, rows: Sequence[Mapping[str, Any]], significant: int | None = 6
 ) -> Path:

@@ -19,7 +19,7 @@ from monai.bundle import ckpt_export
 
 from sonomuscle.io import atomic_path, atomic_write_text
 
-SHIPPED_KEYS = ("model", "trained_channels", "classes")
+SHIPPED_KEYS = ("model", "trained_channels", "classes", "outputs")
 
 
 def publish_weights(checkpoint: str | os.PathLike, bundle: str | os.PathLike) -> list[Path]:

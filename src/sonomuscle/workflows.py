@@ -28,7 +28,10 @@ def bundle_names() -> list[str]:
 
 
 def bundle_dir(name: str) -> Path:
-    """The folder of bundle ``name``, from the first of :func:`bundle_roots` that has it."""
+    """The folder of bundle ``name``, from the first of :func:`bundle_roots` that has it; a path to a
+    bundle folder (e.g. one ``sonomuscle bundle export`` wrote) is that folder."""
+    if (Path(name) / "configs" / "metadata.json").is_file():
+        return Path(name).resolve()
     for root in bundle_roots():
         if (root / name / "configs" / "metadata.json").is_file():
             return root / name

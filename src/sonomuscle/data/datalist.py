@@ -10,9 +10,10 @@ from __future__ import annotations
 import os
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -36,14 +37,14 @@ class _Case:
 
 
 @dataclass
-class _Rejections:
+class Rejections:
     """Every file left out, with why; paths as they will appear in the datalist."""
 
     root: Path
     items: list[dict[str, str]] = field(default_factory=list)
 
     def add(self, path: Path, reason: str) -> None:
-        self.items.append({"file": _relative(path, self.root), "reason": reason})
+        self.items.append({"file": relative_path(path, self.root), "reason": reason})
 
 
 def build_datalist(
@@ -69,13 +70,13 @@ def build_datalist(
     and every entry carries its ``"fold"`` so a bundle can train on any other fold.
     """
     images, out = Path(images), Path(out)
-    pattern = _check_arguments(val_fraction, test_fraction, folds, group_by, spacing)
+    pattern = check_split_arguments(val_fraction, test_fraction, folds, group_by, spacing)
     classes = None if classes is None else check_classes(classes, "--classes")
     if partial and classes is None:
         raise InputError(None, "--partial is for label maps of named classes: give --classes too")
-    rejected = _Rejections(out.parent)
-    image_files = _scan(images, rejected)
-    label_files = {key: _scan(Path(folder), rejected) for key, folder in labels.items()}
+    rejected = Rejections(out.parent)
+    image_files = scan_folder(images, rejected)
+    label_files = {key: scan_folder(Path(folder), rejected) for key, folder in labels.items()}
 
     cases = []
     for stem, image_path in tqdm(sorted(image_files.items()), desc="checking pairs", unit="image"):
@@ -94,14 +95,34 @@ def build_datalist(
             images, f"no image could be paired with a usable label ({len(rejected.items)} files rejected)"
         )
 
-    assignment = _split(
+    assignment = split_units(
         sorted({c.unit for c in cases}), cases, val_fraction, test_fraction, folds, seed, images
     )
-    datalist: dict = {} if classes is None else {CLASSES_KEY: classes}
-    datalist |= {split: [] for split in SPLITS}
+    header = {} if classes is None else {CLASSES_KEY: classes}
+    return write_datalist(
+        out,
+        header,
+        cases,
+        assignment,
+        lambda case, fold: _entry(case, out.parent, group_by is not None, fold),
+        rejected,
+    )
+
+
+def write_datalist(
+    out: Path,
+    header: dict,
+    cases: Sequence,
+    assignment: dict[str, tuple[str, int | None]],
+    entry: Callable[[Any, int | None], dict],
+    rejected: Rejections,
+) -> dict:
+    """Write ``header`` (classes, targets), each case's ``entry(case, fold)`` in the split its unit was
+    assigned, and the rejected files to ``out``; say what went where on one line; return the datalist."""
+    datalist = dict(header) | {split: [] for split in SPLITS}
     for case in cases:
         split, fold = assignment[case.unit]
-        datalist[split].append(_entry(case, out.parent, group_by is not None, fold))
+        datalist[split].append(entry(case, fold))
     datalist["rejected"] = rejected.items
     atomic_write_json(out, datalist)
     print(
@@ -111,7 +132,7 @@ def build_datalist(
     return datalist
 
 
-def _check_arguments(
+def check_split_arguments(
     val_fraction: float, test_fraction: float, folds: int | None, group_by: str | None, spacing: float | None
 ) -> re.Pattern | None:
     if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
@@ -133,7 +154,7 @@ def _check_arguments(
     return pattern
 
 
-def _scan(folder: Path, rejected: _Rejections) -> dict[str, Path]:
+def scan_folder(folder: Path, rejected: Rejections) -> dict[str, Path]:
     """Stem → file for the readable formats in ``folder``; other files and clashing stems are rejected."""
     if not folder.is_dir():
         raise InputError(folder, "folder not found")
@@ -156,7 +177,7 @@ def _check_case(
     labels: dict[str, Path],
     pattern: re.Pattern | None,
     spacing: float | None,
-    rejected: _Rejections,
+    rejected: Rejections,
     classes: dict[str, int] | None,
     partial: bool,
 ) -> _Case | None:
@@ -218,7 +239,7 @@ def _check_case(
     )
 
 
-def _split(
+def split_units(
     units: list[str],
     cases: list[_Case],
     val_fraction: float,
@@ -271,8 +292,8 @@ def _deal_folds(units: list[str], cases: list[_Case], folds: int) -> dict[str, i
 
 
 def _entry(case: _Case, root: Path, with_subject: bool, fold: int | None) -> dict:
-    entry: dict = {"image": _relative(case.image, root)}
-    entry.update({key: _relative(path, root) for key, path in case.labels.items()})
+    entry: dict = {"image": relative_path(case.image, root)}
+    entry.update({key: relative_path(path, root) for key, path in case.labels.items()})
     if case.spacing is not None:
         entry["spacing"] = case.spacing
     if case.annotated is not None:
@@ -284,5 +305,5 @@ def _entry(case: _Case, root: Path, with_subject: bool, fold: int | None) -> dic
     return entry
 
 
-def _relative(path: Path, root: Path) -> str:
+def relative_path(path: Path, root: Path) -> str:
     return Path(os.path.relpath(path.resolve(), root.resolve())).as_posix()

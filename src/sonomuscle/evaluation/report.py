@@ -8,7 +8,7 @@ samples, undefined statistics) are listed in the report's "Warnings" section rat
 
 The page's building blocks are public so that other reports (``sonomuscle demo``) read the same:
 :func:`agreement_html`, :func:`warnings_html`, :func:`overlay_figure`, :func:`embedded_figure`,
-:func:`write_page` and :func:`collected_warnings`.
+:func:`write_page`, :func:`collected_warnings` and :func:`nan_to_null`.
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ def summarise(cases: pd.DataFrame, measures: Sequence[str]) -> tuple[dict, pd.Da
             summary["agreement"].setdefault(name, {})[measure] = stats
             rows.append({"class": name, "measure": measure} | stats)
     summary["warnings"] = list(dict.fromkeys(summary["warnings"]))
-    return _nan_to_null(summary), pd.DataFrame(rows)
+    return nan_to_null(summary), pd.DataFrame(rows)
 
 
 def problems(cases: pd.DataFrame) -> pd.DataFrame:
@@ -329,12 +329,12 @@ def _case_warnings(cases: pd.DataFrame) -> list[str]:
     return [f"{case}: {text}" for case, text in zip(raised["case"], raised["warnings"], strict=True)]
 
 
-def _nan_to_null(obj):
-    """NaN is not JSON: summary.json says null instead."""
+def nan_to_null(obj):
+    """NaN is not JSON: summary.json says null instead (in nested dicts and lists too)."""
     if isinstance(obj, dict):
-        return {k: _nan_to_null(v) for k, v in obj.items()}
+        return {k: nan_to_null(v) for k, v in obj.items()}
     if isinstance(obj, list):
-        return [_nan_to_null(v) for v in obj]
+        return [nan_to_null(v) for v in obj]
     return None if isinstance(obj, float) and math.isnan(obj) else obj
 
 

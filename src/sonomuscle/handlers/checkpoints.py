@@ -18,7 +18,7 @@ import torch
 from ignite.engine import Engine, Events
 from monai.handlers import CheckpointLoader
 
-from sonomuscle.errors import InputError
+from sonomuscle.errors import InputError, switch
 
 logger = logging.getLogger(__name__)
 CHECKPOINT_GLOB = "checkpoint_epoch=*.pt"
@@ -42,12 +42,29 @@ def checkpoint_problem(err: BaseException) -> str | None:
     return None
 
 
+def read_checkpoint(path: str | os.PathLike) -> dict:
+    """The dict a checkpoint file holds (on the CPU, ``weights_only=True``); its problem in one line."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, MODEL_NOT_FOUND)
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        problem = checkpoint_problem(err)
+        if problem is None:
+            raise
+        raise InputError(path, problem) from None
+    if not isinstance(checkpoint, dict):
+        raise InputError(path, f"holds a {type(checkpoint).__name__}, not a dict of weights")
+    return checkpoint
+
+
 def last_checkpoint(ckpt_dir: str | os.PathLike, resume: bool = True) -> str:
     """The newest readable ``checkpoint_epoch=*.pt`` in ``ckpt_dir`` (``""``: none, or ``resume`` off).
 
     An unreadable newer one is reported and passed over, so a crash while saving never blocks resuming.
     """
-    if not resume:
+    if not switch("--resume", resume):
         return ""
     for path in sorted(Path(ckpt_dir).glob(CHECKPOINT_GLOB), key=os.path.getmtime, reverse=True):
         try:

@@ -19,6 +19,7 @@ import torch
 from monai.config import KeysCollection, NdarrayOrTensor
 from monai.data import MetaTensor
 from monai.transforms import CropForegroundd
+from monai.transforms.utils import generate_spatial_bounding_box
 from monai.utils import ImageMetaKey
 
 from sonomuscle.errors import InputError
@@ -62,12 +63,21 @@ def picture_rows(array: np.ndarray) -> int:
 
 
 class CropUltrasoundd(CropForegroundd):
-    """``CropForegroundd`` to the ultrasound picture (:func:`ultrasound_area`) or, when the data holds one
-    under ``box_key``, to a user's box ``[x, y, width, height]`` in pixels of the file (x from the left,
-    y from the top, as image viewers show them)."""
+    """``CropForegroundd`` to the region a case asks for, in this order: the bounding box of its ROI mask
+    under ``roi_key`` (loaded; widened by ``roi_margin`` pixels and then dropped from the data, as masks of
+    other sizes would not batch), a user's box ``[x, y, width, height]`` under ``box_key`` in pixels of the
+    file (x from the left, y from the top, as image viewers show them), else the ultrasound picture
+    (:func:`ultrasound_area`), or the whole frame with ``whole_frame``."""
 
     def __init__(
-        self, keys: KeysCollection, source_key: str, box_key: str = "crop", allow_missing_keys: bool = False
+        self,
+        keys: KeysCollection,
+        source_key: str,
+        box_key: str = "crop",
+        roi_key: str = "roi",
+        roi_margin: int = 0,
+        whole_frame: bool = False,
+        allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(
             keys,
@@ -77,16 +87,39 @@ class CropUltrasoundd(CropForegroundd):
             allow_missing_keys=allow_missing_keys,
         )
         self.box_key = box_key
+        self.roi_key = roi_key
+        self.roi_margin = roi_margin
+        self.whole_frame = whole_frame
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor], lazy: bool | None = None) -> dict:
-        if data.get(self.box_key) is None:
-            return super().__call__(data, lazy)
         d = dict(data)
-        start, end = box_corners(d[self.box_key], d[self.source_key])
+        roi = d.pop(self.roi_key, None)
+        if roi is not None:
+            start, end = roi_corners(roi, d[self.source_key], self.roi_margin)
+        elif d.get(self.box_key) is not None:
+            start, end = box_corners(d[self.box_key], d[self.source_key])
+        elif self.whole_frame:
+            return d
+        else:
+            return super().__call__(d, lazy)
         lazy_ = self.lazy if lazy is None else lazy
         for key, mode in self.key_iterator(d, self.mode):
             d[key] = self.cropper.crop_pad(img=d[key], box_start=start, box_end=end, mode=mode, lazy=lazy_)
         return d
+
+
+def roi_corners(roi: torch.Tensor, image: torch.Tensor, margin: int) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end of a mask's bounding box widened by ``margin`` pixels and kept inside the image."""
+    source = roi.meta.get(ImageMetaKey.FILENAME_OR_OBJ) if isinstance(roi, MetaTensor) else None
+    if tuple(roi.shape[1:]) != tuple(image.shape[1:]):
+        raise InputError(
+            source, f"ROI mask {tuple(roi.shape[1:])} differs from its image {tuple(image.shape[1:])}"
+        )
+    if not bool((torch.as_tensor(roi) > 0).any()):
+        raise InputError(source, "ROI mask is empty: nothing to crop to")
+    start, end = generate_spatial_bounding_box(roi, margin=margin)
+    size = np.asarray(image.shape[1:])
+    return np.maximum(np.asarray(start), 0), np.minimum(np.asarray(end), size)
 
 
 def box_corners(box: Sequence[float], image: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:

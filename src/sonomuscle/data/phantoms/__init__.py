@@ -14,6 +14,8 @@ PHANTOM_MODULES = {
     "ciliary3d": "sonomuscle.data.phantoms.ciliary",
     "bladder3d": "sonomuscle.data.phantoms.bladder",
     "csa2d": "sonomuscle.data.phantoms.csa2d",
+    "classify2d": "sonomuscle.data.phantoms.classify2d",
+    "regress2d": "sonomuscle.data.phantoms.regress2d",
 }
 
 

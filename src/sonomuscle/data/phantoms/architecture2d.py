@@ -12,7 +12,11 @@ deep aponeurosis, then a deeper muscle and often bone with its acoustic shadow. 
 ``physics.simulate_bmode``. The fascicle mask holds short annotator-like strokes on a few visible fascicles.
 
 ``make_phantom`` is ``draw_geometry`` then ``render``: the cine loops of ``architecture2d_sequence`` render one
-geometry, changed from frame to frame, with the texture of the same ``Draws.seeded`` in every frame.
+geometry, changed from frame to frame, with the texture of the same ``Draws.seeded`` in every frame. The
+image-level phantoms (``classify2d``, ``regress2d``) render geometries of their own (with a central aponeurosis
+for a bipennate muscle) and an ``Appearance`` (muscle echo and texture; striation spacing, contrast and
+curvature; display gain and residual depth attenuation) that tells muscle types, myopathy, states and
+subjects apart; the default appearance is this module's.
 """
 
 from __future__ import annotations
@@ -112,6 +116,33 @@ class Geometry:
     # None: fascicle lines laid out across the image from its corner; a point (mm): laid out around it over a
     # disc that holds the image at any psi, so the same draws give the same lines turned (see ``_striations``)
     pivot: tuple[float, float] | None = None
+    # > 0: a central aponeurosis this thick (mm) midway between L_s and L_d, the fascicles below it mirrored
+    # about it (bipennate); the truth and the fascicle mask know only the fascicles above it
+    central_band: float = 0.0
+
+    def central(self) -> Line:
+        """The midline between ``L_s`` and ``L_d``, where a central aponeurosis lies."""
+        return Line((self.superficial.a + self.deep.a) / 2, (self.superficial.b + self.deep.b) / 2)
+
+
+@dataclass(frozen=True)
+class Appearance:
+    """How the muscle between the aponeuroses looks, the display gain and the depth attenuation that time-gain
+    compensation leaves; the defaults are this module's."""
+
+    muscle: float = _MUSCLE  # mean echogenicity
+    variation: float = 0.25  # depth of its slow brightness variation (``texture.slow_field``)
+    perimysium: float = _PERIMYSIUM  # peak echogenicity of the fascicle striations
+    fascicle_gap_mm: tuple[float, float] = (0.7, 2.5)  # range of the gap between neighbouring striations
+    striation_run_mm: float = 2.0  # length scale on which a striation fades in and out
+    # 1/mm: the striations bend into parabolas, vertex midway along the image (the truth and the fascicle
+    # mask know straight fascicles only)
+    fascicle_curvature: float = 0.0
+    gain_db: tuple[float, float] = (-6.0, 0.0)  # range of the display gain, drawn per image
+    residual_attenuation_db_cm: float = 0.0  # depth attenuation that time-gain compensation leaves
+
+
+DEFAULT_APPEARANCE = Appearance()
 
 
 @dataclass(frozen=True)
@@ -144,15 +175,24 @@ def make_phantom(
     return render(draw_geometry(rng, shape, spacing), Draws.shared(rng), shape, spacing)
 
 
-def render(g: Geometry, draws: Draws, shape: tuple[int, int] = (256, 256), spacing: float = 0.2) -> Phantom:
-    """The B-mode image, masks and exact truth of geometry ``g``; everything random beside it from ``draws``."""
+def render(
+    g: Geometry,
+    draws: Draws,
+    shape: tuple[int, int] = (256, 256),
+    spacing: float = 0.2,
+    appearance: Appearance = DEFAULT_APPEARANCE,
+) -> Phantom:
+    """The B-mode image, masks and exact truth of geometry ``g`` seen with ``appearance``; everything random
+    beside them from ``draws``."""
     x, y = np.meshgrid(np.arange(shape[0]) * spacing, np.arange(shape[1]) * spacing, indexing="ij")
     xc = (shape[0] - 1) / 2 * spacing
     in_superficial_band = (y >= g.superficial.y(x) - g.band_s) & (y < g.superficial.y(x))
     in_deep_band = (y >= g.deep.y(x)) & (y < g.deep.y(x) + g.band_d)
-    bands = in_superficial_band | in_deep_band
+    in_central_band = np.abs(y - g.central().y(x)) < g.central_band / 2
+    bands = in_superficial_band | in_deep_band | in_central_band
 
-    echo, lines = _tissue_map(x, y, g, bands, draws.tissue, spacing)
+    echo, lines = _tissue_map(x, y, g, bands, draws.tissue, spacing, appearance)
+    echo = echo * 10.0 ** (-appearance.residual_attenuation_db_cm * y / 200.0)  # mm → cm, amplitude dB
     direction = np.array([math.cos(g.psi), math.sin(g.psi)])
     fascicle, lengths, traced = _annotate(
         lines, direction, g.superficial, g.deep, shape, spacing, draws.annotation
@@ -166,7 +206,7 @@ def render(g: Geometry, draws: Draws, shape: tuple[int, int] = (256, 256), spaci
         fractional_bandwidth=rng.uniform(0.25, 0.4),
         f_number=rng.uniform(3.0, 4.5),
         dynamic_range_db=rng.uniform(45.0, 55.0),
-        gain_db=rng.uniform(-6.0, 0.0),
+        gain_db=rng.uniform(*appearance.gain_db),
         noise_db=-80.0,
         specular_threshold=0.1,  # point reflectors in aponeuroses and bone
         stable_draws=draws.stable,
@@ -232,14 +272,26 @@ def draw_geometry(rng: np.random.Generator, shape: tuple[int, int], spacing: flo
 
 
 def _tissue_map(
-    x: np.ndarray, y: np.ndarray, g: Geometry, bands: np.ndarray, rng: np.random.Generator, spacing: float
+    x: np.ndarray,
+    y: np.ndarray,
+    g: Geometry,
+    bands: np.ndarray,
+    rng: np.random.Generator,
+    spacing: float,
+    appearance: Appearance,
 ) -> tuple[np.ndarray, FascicleLines]:
     """Echogenicity from the skin down, and the muscle's fascicle lines (see ``_striations``)."""
     echo = np.where(y < g.dermis, _DERMIS, _FAT).astype(np.float32)
     echo = np.maximum(echo, _septa(x, y, g.dermis, g.fat_bottom, rng))
-    lines, striations = _striations(x, y, g.psi, rng, spacing, g.pivot)
+    layout = (appearance.fascicle_gap_mm, appearance.striation_run_mm, appearance.fascicle_curvature)
+    lines, striations = _striations(x, y, g.psi, rng, spacing, g.pivot, *layout)
+    if g.central_band > 0:
+        central = g.central()
+        _, mirrored = _striations(x, y, 2 * math.atan(central.b) - g.psi, rng, spacing, None, *layout)
+        striations = np.where(y >= central.y(x), mirrored, striations)
     muscle = (y >= g.superficial.y(x)) & (y < g.deep.y(x))
-    echo[muscle] = (_MUSCLE * slow_field(x.shape, rng, spacing, 0.25) + _PERIMYSIUM * striations)[muscle]
+    texture = appearance.muscle * slow_field(x.shape, rng, spacing, appearance.variation)
+    echo[muscle] = (texture + appearance.perimysium * striations)[muscle]
     # a deeper muscle with its own, fainter fascicles
     floor = g.deep.y(x) + g.band_d
     deeper_psi = math.atan(g.deep.b) - rng.choice([-1.0, 1.0]) * math.radians(rng.uniform(5.0, 25.0))
@@ -275,8 +327,12 @@ def _striations(
     rng: np.random.Generator,
     spacing: float,
     pivot: tuple[float, float] | None = None,
+    gap_mm: tuple[float, float] = (0.7, 2.5),
+    run_mm: float = 2.0,
+    curvature: float = 0.0,
 ) -> tuple[FascicleLines, np.ndarray]:
-    """Hyperechoic perimysium along parallel fascicles at direction ``psi``: thin, intermittent lines.
+    """Hyperechoic perimysium along parallel fascicles at direction ``psi``: thin, intermittent lines
+    ``gap_mm`` apart, fading in and out on a ``run_mm`` scale, bent by ``curvature`` (1/mm).
 
     Lines are placed across the image's extent, or with a ``pivot`` across a disc around it that holds the image
     at any ``psi``: the number of draws then does not depend on ``psi``, and a turned ``psi`` turns the same
@@ -285,13 +341,14 @@ def _striations(
     origin = np.zeros(2) if pivot is None else np.asarray(pivot, dtype=float)
     across = -math.sin(psi) * (x - origin[0]) + math.cos(psi) * (y - origin[1])
     along = math.cos(psi) * (x - origin[0]) + math.sin(psi) * (y - origin[1])
+    across = across - 0.5 * curvature * (along - (along.min() + along.max()) / 2) ** 2
     if pivot is None:
         low, high, along_start, along_end = across.min(), across.max(), along.min(), along.max()
     else:
         radius = float(np.hypot(x - origin[0], y - origin[1]).max())
         low, high, along_start, along_end = -radius, radius, -radius, radius
     start = low - 3.0
-    offsets = start + np.cumsum(rng.uniform(0.7, 2.5, size=int((high - start) / 0.7) + 2))
+    offsets = start + np.cumsum(rng.uniform(*gap_mm, size=int((high - start) / gap_mm[0]) + 2))
     nearest = np.clip(np.searchsorted(offsets, across), 1, len(offsets) - 1)
     nearest = np.where(
         np.abs(across - offsets[nearest - 1]) < np.abs(across - offsets[nearest]), nearest - 1, nearest
@@ -301,7 +358,7 @@ def _striations(
     # intermittency: each line fades in and out along its length on a few-mm scale
     bins = np.floor((along - along_start) / spacing).astype(int)
     n_bins = int((along_end - along_start) / spacing) + 1
-    presence = gaussian_filter1d(rng.standard_normal((len(offsets), n_bins)), 2.0 / spacing, axis=1)
+    presence = gaussian_filter1d(rng.standard_normal((len(offsets), n_bins)), run_mm / spacing, axis=1)
     presence = np.clip(0.2 + 1.5 * presence / (presence.std() + 1e-12), 0.0, 1.0)
     profile = np.exp(-0.5 * ((across - offsets[nearest]) / width[nearest]) ** 2)
     brightness = (strength[nearest] * presence[nearest, bins] * profile).astype(np.float32)
