@@ -136,8 +136,9 @@ def test_the_crop_takes_an_roi_mask_before_a_box_before_the_picture():
     assert out["image"].shape == (1, 14, 14) and "roi" not in out
     torch.testing.assert_close(out["image"].as_tensor(), image.as_tensor()[:, 8:22, 3:17])
     assert crop({"image": image, "crop": [1, 2, 30, 20]})["image"].shape == (1, 30, 20)
-    whole = CropUltrasoundd("image", "image", whole_frame=True)({"image": image})
+    whole = CropUltrasoundd("image", "image", whole_frame="true")({"image": image})
     assert whole["image"].shape == (1, 60, 40)
+    assert not CropUltrasoundd("image", "image", whole_frame="false").whole_frame
     with pytest.raises(InputError, match="ROI mask is empty"):
         crop({"image": image, "roi": MetaTensor(torch.zeros(1, 60, 40))})
 

@@ -22,7 +22,7 @@ from monai.transforms import CropForegroundd
 from monai.transforms.utils import generate_spatial_bounding_box
 from monai.utils import ImageMetaKey
 
-from sonomuscle.errors import InputError
+from sonomuscle.errors import InputError, switch
 
 LIT = 0.03  # difference from the canvas grey level (image scaled to [0, 1]) that marks tissue
 MIN_LIT_FRACTION = 0.15  # of a row or column, for it to be part of the picture
@@ -76,7 +76,7 @@ class CropUltrasoundd(CropForegroundd):
         box_key: str = "crop",
         roi_key: str = "roi",
         roi_margin: int = 0,
-        whole_frame: bool = False,
+        whole_frame: bool | str = False,
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(
@@ -89,7 +89,7 @@ class CropUltrasoundd(CropForegroundd):
         self.box_key = box_key
         self.roi_key = roi_key
         self.roi_margin = roi_margin
-        self.whole_frame = whole_frame
+        self.whole_frame = switch("--whole_frame", whole_frame)  # "false" from the command line is off
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor], lazy: bool | None = None) -> dict:
         d = dict(data)
