@@ -72,17 +72,25 @@ def fold_entries(
     if fold is None or split not in ("training", "validation"):
         entries = load_datalist(datalist, split, base_dir)
     else:
-        pool = [e for s in ("training", "validation") for e in entries_or_empty(datalist, s, base_dir)]
-        if not any("fold" in e for e in pool):
-            raise InputError(
-                datalist,
-                "has no folds: make it with `sonomuscle datalist --folds K` or --leave-one-subject-out",
-            )
-        folds = sorted({e["fold"] for e in pool})
+        pool, folds = fold_pool(datalist, base_dir)
         if fold not in folds:
             raise InputError(datalist, f"has no fold {fold} (folds: {folds})")
         entries = [e for e in pool if (e["fold"] == fold) == (split == "validation")]
     return with_region(entries, crop)
+
+
+def fold_pool(
+    datalist: str | os.PathLike, base_dir: str | os.PathLike | None = None, fewest: int = 1
+) -> tuple[list[dict], list[int]]:
+    """The training and validation entries that cross-validation deals into folds, and the folds; one line
+    when there are fewer than ``fewest`` folds."""
+    pool = [e for s in ("training", "validation") for e in entries_or_empty(datalist, s, base_dir)]
+    folds = sorted({e["fold"] for e in pool if "fold" in e})
+    if len(folds) < fewest:
+        raise InputError(
+            datalist, "has no folds: make it with `sonomuscle datalist --folds K` or --leave-one-subject-out"
+        )
+    return pool, folds
 
 
 def entries_or_empty(

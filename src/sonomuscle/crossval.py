@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from sonomuscle.bundle import entries_or_empty
+from sonomuscle.bundle import fold_pool
 from sonomuscle.data.table import CLASS_NAMES_KEY, TARGETS_KEY
 from sonomuscle.errors import InputError
 from sonomuscle.evaluation.imagelevel import evaluate_predictions, image_level_outcome
@@ -36,10 +36,7 @@ def cross_validate(
     outputs = {k: content[k] for k in (CLASS_NAMES_KEY, TARGETS_KEY) if k in content}
     if not outputs:
         raise InputError(datalist, "is not an image-level datalist (no class_names or targets)")
-    entries = [e for split in ("training", "validation") for e in entries_or_empty(datalist, split)]
-    folds = sorted({e["fold"] for e in entries if "fold" in e})
-    if len(folds) < 2:
-        raise InputError(datalist, "has no folds: make it with `sonomuscle datalist --leave-one-subject-out`")
+    entries, folds = fold_pool(datalist, fewest=2)
     tables = []
     for fold in folds:
         print(f"[crossval] fold {fold} ({folds.index(fold) + 1}/{len(folds)})", flush=True)
