@@ -9,6 +9,7 @@ import pytest
 
 from sonomuscle.cli import main
 from sonomuscle.data.phantoms.architecture2d_sequence import write_dataset, write_video
+from sonomuscle.data.readers import load_image
 from test_readers import write_dicom
 
 FRAMES, SHAPE, SPACING = 30, (256, 256), 0.2  # like the training phantoms, 1.2 s at 25 fps
@@ -109,3 +110,15 @@ def test_a_bad_video_gets_one_line_and_the_rest_is_measured(tmp_path, loop, fram
     assert any("broken.mp4" in line and "cannot read video" in line for line in skipped), err
     assert (rows["image"].str.endswith("good.mp4")).sum() == 4
     assert len(skipped) <= 2 and all("Traceback" not in line for line in err.splitlines())
+
+
+def test_frames_of_a_dicom_cine_become_calibrated_2d_images_to_annotate(tmp_path, frames, capsys):
+    pixels = np.stack([frame.T for frame in frames[:5]])
+    cine = write_dicom(tmp_path / "cine.dcm", pixels, regions=[(SPACING / 10, SPACING / 10)])
+    assert main(["frames", str(cine), "--out", str(tmp_path / "f"), "--step", "2"]) == 0
+    assert "cine.dcm: 3 frame(s)" in capsys.readouterr().out
+    written = sorted((tmp_path / "f").glob("*.nii.gz"))
+    assert [p.name for p in written] == [f"cine_frame{i:05d}.nii.gz" for i in (0, 2, 4)]
+    image, spacing = load_image(written[1])
+    np.testing.assert_array_equal(image, frames[2])
+    assert spacing == pytest.approx((SPACING, SPACING))

@@ -221,6 +221,15 @@ def test_metaimage_array_and_spacing(tmp_path, volume, name):
     assert spacing == pytest.approx((0.5, 0.25, 2.0))
 
 
+def test_a_2d_image_saved_as_a_one_slice_volume_reads_as_2d(tmp_path, volume):
+    """3D Slicer keeps a 2D image as an (X, Y, 1) volume: it is the 2D image, with its pixel spacing."""
+    path = tmp_path / "slicer.nii.gz"
+    nib.save(nib.Nifti1Image(volume[..., :1], np.diag([0.1, 0.2, 1.0, 1.0])), path)
+    array, spacing = load_image(path)
+    np.testing.assert_array_equal(array, volume[..., 0])
+    assert spacing == pytest.approx((0.1, 0.2))
+
+
 # --- bad input -------------------------------------------------------------------------------------------
 
 

@@ -15,6 +15,7 @@ from sonomuscle.transforms.labels import (
     NOT_ANNOTATED,
     IgnoreUnannotatedd,
     LabelMapChannelsd,
+    LabelMapd,
     ShiftLabeld,
     StackLabelsd,
 )
@@ -34,6 +35,54 @@ def test_stack_labels_binarises_present_kinds_and_marks_missing_ones():
     torch.testing.assert_close(label[0], (apo > 0).float())
     assert (label[1] == -1).all()
     assert "aponeurosis" not in out and label.meta["filename_or_obj"] == "img.png"
+
+
+VALUES = {"aponeurosis": 1, "fascicle": 2}
+
+
+def _architecture_map() -> torch.Tensor:
+    label_map = torch.zeros(12, 10)
+    label_map[2:4] = 1
+    label_map[6:9, 3:5] = 2
+    return label_map
+
+
+def test_stack_labels_reads_a_label_map_as_a_viewer_saves_it():
+    out = StackLabelsd(["aponeurosis", "fascicle"], map_values=VALUES)(_entry(label=_architecture_map()))
+    torch.testing.assert_close(out["label"][0], (_architecture_map() == 1).float())
+    torch.testing.assert_close(out["label"][1], (_architecture_map() == 2).float())
+
+
+def test_stack_labels_counts_a_kind_missing_from_the_map_as_not_annotated_unless_listed():
+    aponeuroses_only = _architecture_map().where(_architecture_map() != 2, 0)
+    out = StackLabelsd(["aponeurosis", "fascicle"], map_values=VALUES)(_entry(label=aponeuroses_only))
+    assert (out["label"][1] == NOT_ANNOTATED).all()
+    listed = {**_entry(label=aponeuroses_only), "annotated": ["aponeurosis", "fascicle"]}
+    out = StackLabelsd(["aponeurosis", "fascicle"], map_values=VALUES)(listed)
+    assert (out["label"][1] == 0).all() and "annotated" not in out  # known absent
+
+
+def test_stack_labels_prefers_per_kind_masks_over_a_map():
+    apo = torch.zeros(12, 10)
+    apo[0] = 1
+    out = StackLabelsd(["aponeurosis", "fascicle"], map_values=VALUES)(
+        _entry(aponeurosis=apo, label=_architecture_map())
+    )
+    torch.testing.assert_close(out["label"][0], apo)
+    assert (out["label"][1] == NOT_ANNOTATED).all()
+
+
+def test_label_map_round_trips_channels_and_gives_overlaps_to_the_first_channel():
+    channels = StackLabelsd(["aponeurosis", "fascicle"], map_values=VALUES)(
+        _entry(label=_architecture_map())
+    )["label"]
+    channels[1, 2, 0] = 1  # a pixel marked as both
+    out = LabelMapd("pred", list(VALUES.values()))(
+        {"pred": MetaTensor(channels, meta={"filename_or_obj": "x"})}
+    )
+    assert out["pred"].shape == (1, 12, 10) and out["pred"].dtype == torch.uint8
+    torch.testing.assert_close(out["pred"][0], _architecture_map().to(torch.uint8))
+    assert out["pred"].meta["filename_or_obj"] == "x"
 
 
 def test_ignore_unannotated_makes_dice_nan_only_for_the_missing_channel():

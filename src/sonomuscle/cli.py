@@ -303,6 +303,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="a bundle setting for every fold, e.g. max_epochs=40 or spatial_size=[96,96]; repeatable",
     )
 
+    p = sub.add_parser("frames", help="write frames of cine loops or videos as 2D images to annotate")
+    p.add_argument("paths", type=Path, nargs="+", metavar="PATH", help="multi-frame DICOM or video files")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder for the frames (NIfTI)")
+    p.add_argument("--step", type=_positive_int, default=1, help="every n-th frame (default: 1, all)")
+    p = sub.add_parser("label-env", help="create MONAI Label's own environment (offline, CPU or GPU)")
+    p.add_argument("--env", type=Path, default=None, help="where (default: .venv-label in the source tree)")
+    p = sub.add_parser("label-server", help="serve the segmentation bundles to 3D Slicer through MONAI Label")
+    p.add_argument("--studies", type=Path, required=True, help="folder of images to annotate (2D and 3D)")
+    p.add_argument(
+        "--bundles", default="", help="comma list of bundles to serve (default: every segmentation bundle)"
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
+    p.add_argument("--port", type=_positive_int, default=8000, help="port (default: 8000)")
+    p.add_argument("--env", type=Path, default=None, help="MONAI Label's environment (see label-env)")
+
     p = sub.add_parser("bundle", help="the bundles this package ships: list them, or write one out")
     bundle_sub = p.add_subparsers(dest="bundle_command", required=True)
     bundle_sub.add_parser("list", help="name, version, shipped weights and task of each bundle")
@@ -377,6 +392,13 @@ def run(args: argparse.Namespace) -> None:
         cross_validate(args.bundle, args.datalist, args.out, **dict(args.set))
     elif args.command == "bundle":
         _run_bundle_command(args)
+    elif args.command == "frames":
+        from sonomuscle.data.frames import write_frames
+
+        for path in args.paths:
+            print(f"{path}: {len(write_frames(path, args.out, args.step))} frame(s) → {args.out}")
+    elif args.command in ("label-env", "label-server"):
+        _run_label_command(args)
 
 
 def _table_datalist(args: argparse.Namespace) -> None:
@@ -402,6 +424,19 @@ def _table_datalist(args: argparse.Namespace) -> None:
         seed=args.seed,
         spacing=args.spacing,
     )
+
+
+def _run_label_command(args: argparse.Namespace) -> None:
+    from sonomuscle import labelserver
+
+    env = args.env or labelserver.DEFAULT_ENV
+    if args.command == "label-env":
+        labelserver.create_env(env)
+        return
+    bundles = [b.strip() for b in args.bundles.split(",") if b.strip()]
+    code = labelserver.LabelServer(args.studies, bundles, args.host, args.port, env).serve()
+    if code:
+        raise InputError(None, f"MONAI Label stopped with exit status {code} (its log is above)")
 
 
 def _run_bundle_command(args: argparse.Namespace) -> None:

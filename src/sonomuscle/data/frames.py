@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import av
+import nibabel as nib
 import numpy as np
 import pydicom
 from monai.data import MetaTensor
@@ -27,6 +28,7 @@ from sonomuscle.data.readers import (
     suffix_of,
 )
 from sonomuscle.errors import InputError
+from sonomuscle.io import atomic_write_with
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +65,23 @@ def read_frames(path: str | Path, step: int = 1) -> Iterator[MetaTensor]:
         tensor = decoded_tensor(image)
         tensor.meta.update({FRAME_KEY: index, TIME_KEY: time_s, RATE_KEY: rate / step})
         yield tensor
+
+
+def write_frames(path: str | Path, out: str | Path, step: int = 1) -> list[Path]:
+    """Every ``step``-th frame of a cine loop or video as ``<name>_frame<index>.nii.gz`` in ``out``: single
+    2D images, calibrated where the file is (a DICOM's ultrasound regions), that 3D Slicer opens and MONAI
+    Label serves for annotation. Each file is written atomically."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = Path(path).name.split(".")[0]
+    written = []
+    for frame in read_frames(path, step):
+        target = out / f"{stem}_frame{frame.meta[FRAME_KEY]:05d}.nii.gz"
+        image = nib.Nifti1Image(frame[0].numpy(), np.asarray(frame.affine, dtype=np.float64))
+        written.append(atomic_write_with(target, lambda tmp, image=image: nib.save(image, tmp)))
+    if not written:
+        raise InputError(path, "no frame could be decoded")
+    return written
 
 
 def _video_frames(path: Path) -> Iterator[tuple[int, float, float, UltrasoundImage]]:

@@ -22,7 +22,11 @@ from monai.transforms import EnsureChannelFirst
 from monai.utils import ImageMetaKey, MetaKeys, ensure_tuple
 from nibabel.openers import ImageOpener
 from PIL import Image
-from pydicom.pixels import apply_modality_lut
+
+try:
+    from pydicom.pixels import apply_modality_lut
+except ImportError:  # pydicom 2.4, which MONAI Label's environment pins (docs/monailabel.md)
+    from pydicom.pixel_data_handlers.util import apply_modality_lut
 
 from sonomuscle.errors import InputError
 
@@ -192,6 +196,8 @@ def _read_volume(path: Path) -> tuple[np.ndarray, tuple[float, ...], np.ndarray]
     array, meta = reader.get_data(volume)
     if not is_no_channel(meta.get(MetaKeys.ORIGINAL_CHANNEL_DIM, "no_channel")) or array.ndim not in (2, 3):
         raise InputError(path, f"expected a 2D image or 3D volume with one channel, got shape {array.shape}")
+    if array.ndim == 3 and array.shape[2] == 1:  # a 2D image kept as a one-slice volume (3D Slicer saves so)
+        array = array[..., 0]
     affine = np.asarray(meta[MetaKeys.AFFINE], dtype=np.float64)
     spacing = tuple(float(s) for s in affine_to_spacing(affine, r=array.ndim))
     _check_voxel_size(path, spacing)

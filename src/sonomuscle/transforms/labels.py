@@ -1,8 +1,8 @@
 """Partial labels for segmentation: an image may be annotated for only some structures.
 
-``StackLabelsd`` turns the per-kind masks of a datalist entry (e.g. ``aponeurosis``, ``fascicle``) into one
-channel-first ``label`` with one channel per kind; a kind the entry lacks becomes a channel of ``-1``
-("not annotated", docs/CONVENTIONS.md). ``LabelMapChannelsd`` does the same for a label map of named
+``StackLabelsd`` turns the per-kind masks of a datalist entry (e.g. ``aponeurosis``, ``fascicle``), or one
+label map of them (as MONAI Label and 3D Slicer save), into one channel-first ``label`` with one channel per
+kind; a kind the entry lacks becomes a channel of ``-1`` ("not annotated", docs/CONVENTIONS.md). ``LabelMapChannelsd`` does the same for a label map of named
 classes whose entry lists the classes outlined (``"annotated"``). ``IgnoreUnannotatedd`` blanks such
 channels in prediction and label before metrics, so ``DiceMetric(ignore_empty=True)`` returns NaN for
 them and NaN-aware reductions skip them.
@@ -29,20 +29,37 @@ class StackLabelsd(MapTransform):
     foreground (values are checked beforehand by ``ValidateInputd``). The stacked label takes the meta
     data (affine, file name) of ``ref_key`` so spatial transforms and ``Invertd`` treat it like the image.
     The per-kind keys are removed: later transforms see only ``label``.
+
+    With ``map_values`` (kind → value), an entry without per-kind masks may instead carry a label map under
+    ``label_key`` (0 background). A kind the map does not contain counts as not annotated, unless the
+    entry's ``annotated_key`` lists it: a map painted for aponeuroses only teaches nothing about fascicles.
     """
 
-    def __init__(self, keys: Sequence[str], ref_key: str = "image", label_key: str = "label") -> None:
+    def __init__(
+        self,
+        keys: Sequence[str],
+        ref_key: str = "image",
+        label_key: str = "label",
+        map_values: Mapping[str, int] | None = None,
+        annotated_key: str = "annotated",
+    ) -> None:
         super().__init__(keys, allow_missing_keys=True)
         self.ref_key = ref_key
         self.label_key = label_key
+        self.map_values = None if map_values is None else dict(map_values)
+        self.annotated_key = annotated_key
 
     def __call__(self, data: Mapping[Hashable, object]) -> dict[Hashable, object]:
         d = dict(data)
         ref = d[self.ref_key]
         spatial_shape = tuple(ref.shape[1:])
+        masks = {key: d.pop(key, None) for key in self.keys}
+        annotated = d.pop(self.annotated_key, None)
+        if self.map_values is not None and self.label_key in d and all(m is None for m in masks.values()):
+            masks = self._from_map(torch.as_tensor(d[self.label_key])[0], annotated)
         channels = []
         for key in self.keys:
-            mask = d.pop(key, None)
+            mask = masks[key]
             if mask is None:
                 channels.append(torch.full(spatial_shape, NOT_ANNOTATED))
             else:
@@ -51,6 +68,15 @@ class StackLabelsd(MapTransform):
         meta = dict(ref.meta) if isinstance(ref, MetaTensor) else {}
         d[self.label_key] = MetaTensor(label, meta=meta)
         return d
+
+    def _from_map(self, label_map: torch.Tensor, annotated: Sequence[str] | None) -> dict[str, object]:
+        """Each kind's mask (``1, X, Y``) from the map; ``None`` for a kind not annotated in it."""
+        masks: dict[str, object] = {}
+        for key in self.keys:
+            mask = (label_map == self.map_values[key])[None]
+            outlined = key in annotated if annotated is not None else bool(mask.any())
+            masks[key] = mask if outlined else None
+        return masks
 
 
 class LabelMapChannelsd(MapTransform):
@@ -89,6 +115,27 @@ class LabelMapChannelsd(MapTransform):
             if len(unsure) > 1:  # a background pixel may be a class nobody outlined here
                 channels[unsure] = torch.where(label_map[None] == 0, NOT_ANNOTATED, channels[unsure])
             d[key] = MetaTensor(channels, meta=dict(label.meta) if isinstance(label, MetaTensor) else {})
+        return d
+
+
+class LabelMapd(MapTransform):
+    """Binary channels (``C, X, Y[, Z]``) as one label map (``1, X, Y[, Z]``, uint8) with ``values[i]`` for
+    channel ``i``: what a viewer such as 3D Slicer shows as one segmentation. Where channels overlap, the
+    earlier channel wins (an aponeurosis pixel is not also a fascicle pixel)."""
+
+    def __init__(self, keys: Sequence[str] | str, values: Sequence[int]) -> None:
+        super().__init__(keys)
+        self.values = list(values)
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict[Hashable, object]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            channels = torch.as_tensor(d[key]).as_subclass(torch.Tensor) != 0
+            label_map = torch.zeros(channels.shape[1:], dtype=torch.uint8, device=channels.device)
+            for channel, value in reversed(list(zip(channels, self.values, strict=True))):
+                label_map[channel] = value
+            meta = dict(d[key].meta) if isinstance(d[key], MetaTensor) else {}
+            d[key] = MetaTensor(label_map[None], meta=meta)
         return d
 
 
