@@ -4,7 +4,7 @@
     python pipelines/pretrained/phantoms.py ciliary_muscle_3d --n 20 --max_epochs 40
     python pipelines/pretrained/phantoms.py muscle_csa_2d --n 100 --max_epochs 100
     python pipelines/pretrained/phantoms.py muscle_classification_2d --n 400 --max_epochs 80
-    python pipelines/pretrained/phantoms.py muscle_state_regression_2d --n 300 --max_epochs 80
+    python pipelines/pretrained/phantoms.py muscle_state_regression_2d --n 600 --max_epochs 120
 
 Makes ``--n`` phantoms (``sonomuscle synth``; the phantom split holds out a test part), trains through
 ``python -m monai.bundle run`` with the bundle's own ``train.json``, runs ``evaluate.json`` on the held-out
