@@ -38,14 +38,19 @@ def test_segmentation_bundles_are_served_and_image_level_ones_refused_by_name():
     assert bundle_dims(bundle_dir("bladder_wall_3d")) == 3
 
 
-def test_working_copies_are_made_once_and_keep_a_retrained_model(tmp_path):
+def test_working_copies_follow_the_installed_bundle_but_keep_a_retrained_model(tmp_path):
     (copy,) = working_copies(tmp_path, ["ciliary_muscle_3d"]).values()
-    model = copy / "models" / "model.pt"
-    assert model.read_bytes() == (bundle_dir("ciliary_muscle_3d") / "models" / "model.pt").read_bytes()
+    installed = bundle_dir("ciliary_muscle_3d")
+    model, config = copy / "models" / "model.pt", copy / "configs" / "inference.json"
+    assert model.read_bytes() == (installed / "models" / "model.pt").read_bytes()
     model.write_bytes(b"retrained")
+    config.write_text("{}")  # as an older sonomuscle's bundle would differ
     working_copies(tmp_path, ["ciliary_muscle_3d"])
     assert model.read_bytes() == b"retrained"
-    assert not list(copy.parent.glob(".*partial"))
+    assert config.read_text() == (installed / "configs" / "inference.json").read_text()
+    model.unlink()  # deleting the trained model goes back to the shipped one
+    working_copies(tmp_path, ["ciliary_muscle_3d"])
+    assert model.read_bytes() == (installed / "models" / "model.pt").read_bytes()
 
 
 @pytest.mark.parametrize(

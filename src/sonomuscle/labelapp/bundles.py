@@ -1,8 +1,9 @@
 """Which bundles MONAI Label serves, and the writable copies it serves them from.
 
 Training through MONAI Label replaces a bundle's ``models/model.pt``; the installed bundles stay as shipped,
-so each served bundle is a copy under the studies' ``.sonomuscle/models`` folder, made once and reused
-(a user's retrained model survives a restart of the server).
+so each served bundle is a copy under the studies' ``.sonomuscle/models`` folder. The copy is refreshed from
+the installed bundle at every start (configs and docs follow an upgraded sonomuscle), but a model trained
+there is kept: a user's retrained model survives restarts and upgrades until its file is deleted.
 """
 
 from __future__ import annotations
@@ -69,18 +70,21 @@ def chosen_bundles(names: str | Sequence[str] | None) -> list[str]:
 
 
 def working_copies(studies: str | Path, names: Sequence[str]) -> dict[str, Path]:
-    """Each bundle's writable copy under ``studies/.sonomuscle/models`` (copied on first use)."""
+    """Each bundle's writable copy under ``studies/.sonomuscle/models``, refreshed from the installed bundle
+    but for a ``models/model.pt`` already there."""
     root = Path(studies) / MODELS_SUBDIR
     copies = {}
     for name in names:
         target = root / name
-        if not (target / "configs" / "metadata.json").is_file():
-            staging = root / f".{name}.partial"
-            shutil.rmtree(staging, ignore_errors=True)
-            shutil.copytree(
-                bundle_dir(name), staging, ignore=shutil.ignore_patterns("runs", "eval", "__pycache__")
-            )
-            staging.replace(target)
+        kept_model = target / "models" / "model.pt"
+
+        def skipped(folder: str, files: list[str], kept_model: Path = kept_model) -> set[str]:
+            skip = {"runs", "eval", "__pycache__"} & set(files)
+            if Path(folder).name == "models" and kept_model.is_file():
+                skip.add("model.pt")
+            return skip
+
+        shutil.copytree(bundle_dir(name), target, ignore=skipped, dirs_exist_ok=True)
         copies[name] = target
     return copies
 
