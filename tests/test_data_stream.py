@@ -72,3 +72,16 @@ def test_a_batch_holds_still_images_or_frames_of_one_loop_never_both(tmp_path):
         ["b.mp4#0", "b.mp4#1"],
         ["y.png", "z.png"],
     ]
+
+
+def test_images_of_other_sizes_go_to_separate_batches(tmp_path):
+    """An image kept at its own size (the picture overlays are drawn on) only batches with its size."""
+    for name, shape in (("a.png", (16, 24)), ("b.png", (16, 24)), ("c.png", (20, 24)), ("d.png", (16, 24))):
+        Image.fromarray(np.full(shape, 90, np.uint8)).save(tmp_path / name)
+    stream = InferenceStream(
+        [{"image": str(tmp_path / n)} for n in ("a.png", "b.png", "c.png", "d.png")],
+        _pipeline(),
+        batch_size=4,
+    )
+    sizes = [[tuple(item["image"].shape[1:]) for item in batch] for batch in stream]
+    assert sizes == [[(24, 16), (24, 16)], [(24, 20)], [(24, 16)]]

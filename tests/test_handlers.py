@@ -11,8 +11,10 @@ import pytest
 import torch
 from ignite.engine import Engine
 from monai.data import MetaTensor
+from monai.transforms import Compose, SaveImaged
 from PIL import Image
 
+from sonomuscle.data.frames import FRAME_KEY, RATE_KEY, TIME_KEY
 from sonomuscle.handlers.architecture import ArchitectureMeasurements
 from sonomuscle.handlers.learning_curve import LearningCurve
 from sonomuscle.handlers.overlays import (
@@ -177,3 +179,45 @@ def test_lines_far_outside_the_picture_are_clipped_to_it():
     drawn = draw_measures(np.zeros((60, 80, 3), np.uint8), figure)
     on_line = np.all(drawn == FASCICLE_COLOUR, axis=-1)
     assert on_line[20, :].sum() >= 70  # across the whole width, at the middle height
+
+
+def test_measuring_in_the_background_gives_the_same_rows_files_and_threads(tmp_path):
+    """Stills and frames of a loop whose file is gone: the pictures come with the batch, nothing is read."""
+    threads = torch.get_num_threads()
+
+    def batches(folder) -> list[list[dict]]:
+        still = {"pred": _pred(folder / "still.png", True), "picture": torch.full((1, 120, 120), 200.0)}
+        frames = []
+        for index in range(3):
+            pred = _pred(folder / "gone.mp4", True)
+            pred.meta.update({FRAME_KEY: index, TIME_KEY: index / 25, RATE_KEY: 25.0})
+            frames.append({"pred": pred, "picture": torch.full((1, 120, 120), 40.0 * index)})
+        return [[still], frames[:2], frames[2:]]
+
+    tables = {}
+    for background in (False, True):
+        out = tmp_path / str(background)
+        out.mkdir()
+        writer = Compose(
+            [
+                SaveImaged(f"pred_{name}", output_dir=out, output_postfix=name, output_ext=".png",
+                           separate_folder=False, output_dtype=np.uint8, scale=255, resample=False, print_log=False)
+                for name in ("aponeurosis", "fascicle")
+            ]
+        )  # fmt: skip
+        handler = ArchitectureMeasurements(
+            out, overlay_dir=out, picture_key="picture", mask_writer=writer, background=background
+        )
+        _run(handler, batches(out))
+        assert torch.get_num_threads() == threads  # the network has its core back
+        tables[background] = pd.read_csv(out / "measurements.csv")
+        assert sorted(p.name for p in out.iterdir() if p.suffix != ".csv") == [
+            "gone_overlay.mp4",
+            "still_aponeurosis.png",
+            "still_fascicle.png",
+            "still_overlay.jpg",
+        ]
+        overlay = np.asarray(Image.open(out / "still_overlay.jpg"))
+        assert abs(int(overlay[40, 60, 0]) - 200) < 8  # drawn on the picture given, not on the file
+    pd.testing.assert_frame_equal(tables[False].drop(columns="image"), tables[True].drop(columns="image"))
+    assert list(tables[True]["frame"].fillna(-1)) == [-1, 0, 1, 2]

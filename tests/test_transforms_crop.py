@@ -8,8 +8,10 @@ import torch
 from monai.data import MetaTensor
 from monai.transforms import Compose, CropForegroundd, Invertd, Resized
 
+from sonomuscle.data.frames import FRAME_KEY
 from sonomuscle.errors import InputError
 from sonomuscle.transforms.crop import CropUltrasoundd, ultrasound_area
+from sonomuscle.transforms.invert import ResampleInvertd
 from sonomuscle.transforms.io import SetSpacingd
 
 PICTURE = (slice(30, 130), slice(40, 100))  # (X, Y) of the B-mode picture in a 200 × 160 canvas
@@ -91,3 +93,40 @@ def test_depth_is_measured_over_the_given_box():
     assert found.meta["calibration"] == boxed.meta["calibration"] == "depth"
     assert float(found.pixdim[1]) == pytest.approx(30.0 / 60)  # the picture's 60 rows
     assert float(boxed.pixdim[1]) == pytest.approx(30.0 / 120)
+
+
+def test_frames_of_a_loop_share_the_first_frames_box_and_still_images_get_their_own():
+    crop = CropUltrasoundd("image", "image")
+    first = _capture(np.random.default_rng(2))
+    moved = np.roll(first, 20, axis=1)  # the same picture 20 px further right
+
+    def cropped(array: np.ndarray, meta: dict) -> tuple[int, ...]:
+        return tuple(crop({"image": MetaTensor(torch.as_tensor(array), meta=meta)})["image"].shape)
+
+    loop = {"filename_or_obj": "loop.mp4"}
+    assert cropped(first, {**loop, FRAME_KEY: 0}) == (1, 100, 60)
+    frame = crop({"image": MetaTensor(torch.as_tensor(moved), meta={**loop, FRAME_KEY: 1})})["image"]
+    np.testing.assert_array_equal(np.asarray(frame[0]), moved[(0, *PICTURE)])  # the first frame's box
+    still = crop({"image": MetaTensor(torch.as_tensor(moved), meta={"filename_or_obj": "a.png"})})["image"]
+    np.testing.assert_array_equal(np.asarray(still[0]), first[(0, *PICTURE)])  # found anew: moved with it
+
+
+def test_masks_made_on_the_network_grid_come_back_centred_on_the_capture():
+    """Crop 100 × 60, resize to 30 × 18 (3⅓×): grid columns 10–19 span capture columns 63–96, the half-way
+    points between grid pixels included (torch's plain nearest would start at 64)."""
+    image = MetaTensor(torch.as_tensor(_capture(np.random.default_rng(3))))
+    preprocessing = Compose(
+        [
+            CropForegroundd("image", "image", select_fn=ultrasound_area),
+            Resized("image", spatial_size=(30, 18), mode="area"),
+        ]
+    )
+    data = preprocessing({"image": image})
+    mask = torch.zeros_like(data["image"], dtype=torch.bool)
+    mask[0, 10:20, :] = True
+    data["pred"] = MetaTensor(mask, meta={**data["image"].meta, "confidence": [0.9]})
+    restored = ResampleInvertd("pred", preprocessing, orig_keys="image")(data)
+    rows = np.flatnonzero((np.asarray(restored["pred"][0]) >= 0.5).any(axis=1))
+    np.testing.assert_array_equal(rows, np.arange(63, 97))
+    assert restored["image"].applied_operations[-1]["extra_info"]["mode"] == "area"  # its record untouched
+    assert restored["pred"].meta["confidence"] == [0.9]  # written by the postprocessing: kept

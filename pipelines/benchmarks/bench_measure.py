@@ -5,7 +5,10 @@ images. ``measure`` runs as users run it (shipped weights, measures, flags, over
 report), timed from the call to its return. The reference is written the way the MONAI tutorials write
 inference: load, scale, resize to the network size, the same UNet with the same weights, resize back,
 threshold, save each mask as PNG, one image at a time under ``torch.no_grad()``; video frames come from
-the same decoder. Prints frames/s of each and their ratio (> 1: ``measure`` is faster).
+the same decoder. Each side runs in a process of its own, ``measure`` with the OpenMP setting the
+``sonomuscle measure`` command makes (``OMP_WAIT_POLICY=PASSIVE``), the reference with torch's default.
+Prints frames/s of each and their ratio (> 1: ``measure`` is faster), and of ``measure`` without
+overlays.
 
     python pipelines/benchmarks/bench_measure.py [--frames 120] [--images 48] [--work DIR]
 """
@@ -13,6 +16,10 @@ the same decoder. Prints frames/s of each and their ratio (> 1: ``measure`` is f
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -30,6 +37,7 @@ from sonomuscle.data.phantoms.architecture2d_sequence import write_dataset as wr
 from sonomuscle.measure import measure
 from sonomuscle.workflows import bundle_dir
 
+SIDES = ("reference", "measure", "measure-no-overlay")
 NETWORK_SIZE = (256, 256)
 CHANNELS = (16, 32, 64, 128, 256)
 
@@ -86,26 +94,72 @@ def timed(step) -> tuple[float, object]:
     return time.perf_counter() - start, result
 
 
+def run_side(side: str, work: Path, frames: int, images: int) -> dict[str, float]:
+    """Frames/s of one side (``reference``, ``measure`` or ``measure-no-overlay``) on both inputs."""
+    loop, folder = phantom_inputs(work, frames, images)
+    cases = {
+        "phantom video": (loop, lambda: read_frames(loop)),
+        "512×512 folder": (folder, lambda: iter(sorted(folder.glob("*.png")))),
+    }
+    first = sorted(folder.glob("*.png"))[:1]  # start-up (imports, first call) is not timed
+    if side == "reference":
+        Reference(work / "reference").run(iter(first))
+    else:
+        measure(first, work / side / "warm-up", spacing=0.1)
+    fps = {}
+    for name, (path, items) in cases.items():
+        if side == "reference":
+            seconds, n = timed(lambda items=items: Reference(work / "reference").run(items()))
+        else:
+            out = work / side / path.stem
+            seconds, _ = timed(lambda p=path, o=out: measure([p], o, spacing=0.1, overlays=side == "measure"))
+            n = frames if path == loop else images
+        fps[name] = n / seconds
+    return fps
+
+
+def in_process(side: str, work: Path, frames: int, images: int) -> dict[str, float]:
+    """``run_side`` in a fresh Python, with the environment ``sonomuscle measure`` runs in."""
+    env = dict(os.environ)
+    if side.startswith("measure"):
+        env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    command = [
+        sys.executable,
+        __file__,
+        "--side",
+        side,
+        "--work",
+        str(work),
+        "--frames",
+        str(frames),
+        "--images",
+        str(images),
+    ]
+    result = subprocess.run(command, env=env, check=True, capture_output=True, text=True)
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=120, help="frames of the phantom loop")
     parser.add_argument("--images", type=int, default=48, help="512×512 phantom images in the folder")
     parser.add_argument("--work", type=Path, help="folder for inputs (kept) and outputs")
+    parser.add_argument("--side", choices=SIDES, help=argparse.SUPPRESS)  # one side, in this process
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="bench_measure_"))
-    loop, folder = phantom_inputs(work, args.frames, args.images)
-    images = sorted(folder.glob("*.png"))
-    cases = {
-        "phantom video": (lambda: read_frames(loop), [loop]),
-        "512×512 folder": (lambda: iter(images), [folder]),
-    }
-    for name, (source, paths) in cases.items():
-        ref_s, n = timed(lambda source=source: Reference(work / "reference").run(source()))
-        ours_s, _ = timed(lambda paths=paths: measure(paths, work / "measure" / paths[0].stem, spacing=0.1))
-        ref_fps, ours_fps = n / ref_s, n / ours_s
+    if args.side:
+        print(json.dumps(run_side(args.side, work, args.frames, args.images)))
+        return
+    phantom_inputs(work, args.frames, args.images)
+    fps = {side: in_process(side, work, args.frames, args.images) for side in SIDES}
+    print(f"{os.cpu_count()} CPU(s), torch {torch.__version__}, {torch.get_num_threads()} threads")
+    for name, reference in fps["reference"].items():
+        ours, bare = fps["measure"][name], fps["measure-no-overlay"][name]
+        frames = args.frames if name == "phantom video" else args.images
         print(
-            f"{name}: {n} frames | measure {ours_fps:.1f} frames/s end to end | "
-            f"reference {ref_fps:.1f} frames/s | ratio {ours_fps / ref_fps:.2f}"
+            f"{name}: {frames} frames | measure {ours:.1f} frames/s end to end | reference {reference:.1f} "
+            f"frames/s | ratio {ours / reference:.2f} | measure without overlays {bare:.1f} frames/s "
+            f"(ratio {bare / reference:.2f})"
         )
 
 

@@ -35,7 +35,7 @@ from sonomuscle.data import stream
 from sonomuscle.data.readers import stem_of
 from sonomuscle.data.stream import input_files
 from sonomuscle.errors import InputError
-from sonomuscle.evaluation.report import embedded_figure, write_page
+from sonomuscle.evaluation.report import embedded_picture, write_page
 from sonomuscle.handlers.architecture import MEASURES
 from sonomuscle.io import atomic_write_json, atomic_write_with
 from sonomuscle.measures.plausibility import quality_flags
@@ -173,10 +173,13 @@ def write_measure_report(rows: pd.DataFrame, summary: pd.DataFrame, skipped: lis
     if "frame" in rows:
         for source, loop in rows[rows["frame"].notna()].groupby("image", sort=False):
             figure = time_course_figure(loop.sort_values("frame"), Path(source).name)
-            atomic_write_with(
+            png = atomic_write_with(
                 out / f"{stem_of(source)}_timecourse.png", lambda p, f=figure: f.savefig(p, dpi=90)
-            )
-            parts += [f"<h2>{html.escape(Path(source).name)}</h2>", embedded_figure(figure)]
+            )  # drawn once, embedded from the file
+            parts += [
+                f"<h2>{html.escape(Path(source).name)}</h2>",
+                embedded_picture(png, f"{Path(source).name}: measures over time"),
+            ]
     flagged = rows[rows["flags"] != ""]
     columns = [c for c in ("image", "frame", "flags") if c in rows]
     parts += [

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
+import torch
 from monai.data import IterableDataset
 from monai.utils import ImageMetaKey
 from torch.utils.data import get_worker_info
@@ -35,7 +36,7 @@ class InferenceStream(IterableDataset):
     """``transform`` applied to each case of ``data`` (``{"image": path, ...}``), yielded in lists of up to
     ``batch_size`` for the DataLoader to collate (use it with ``batch_size=None``). A list holds still images
     or frames of one loop, never both: collation keeps only the metadata keys of a batch's first item, and a
-    frame's index and time would be lost beside a still image. With ``frames`` (2D bundles) a cine case is
+    frame's index and time would be lost beside a still image. Its tensors have one shape under each key. With ``frames`` (2D bundles) a cine case is
     expanded into every ``step``-th frame, the frame replacing the path under ``"image"`` and the rest of the
     entry kept; 3D bundles read a multi-frame DICOM whole, as a volume."""
 
@@ -57,7 +58,7 @@ class InferenceStream(IterableDataset):
     def __iter__(self) -> Iterator[list]:
         batch: list = []
         for item in self._prepared():
-            if batch and (len(batch) == self.batch_size or _loop_of(item) != _loop_of(batch[-1])):
+            if batch and (len(batch) == self.batch_size or not _batchable(item, batch[-1])):
                 yield batch
                 batch = []
             batch.append(item)
@@ -86,6 +87,18 @@ class InferenceStream(IterableDataset):
                 yield {**case, "image": frame}
         except InputError as err:
             logger.warning("skipped %s", err)
+
+
+def _batchable(item: Mapping, previous: Mapping) -> bool:
+    """Whether two prepared items collate into one batch: both still images or frames of one loop, and
+    tensors of one shape under each key (an image kept at its own size, such as the picture an overlay
+    is drawn on, differs between files)."""
+    if _loop_of(item) != _loop_of(previous):
+        return False
+    return all(
+        not isinstance(value, torch.Tensor) or getattr(previous.get(key), "shape", None) == value.shape
+        for key, value in item.items()
+    )
 
 
 def _loop_of(item: Mapping) -> str | None:

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import av
 import numpy as np
+from monai.data import MetaTensor
 from PIL import Image, ImageDraw, ImageFont
 
 from sonomuscle.data.frames import FRAME_KEY, RATE_KEY, read_frames
@@ -119,7 +121,7 @@ def draw_caption(picture: np.ndarray, lines: Sequence[tuple[str, tuple[int, int,
     """``picture`` with ``lines`` of text, each in its colour, on a black box at the bottom left."""
     image = Image.fromarray(picture)
     draw = ImageDraw.Draw(image)
-    font = ImageFont.load_default(size=max(10, picture.shape[0] // 45))
+    font = _font(max(10, picture.shape[0] // 45))
     boxes = [draw.textbbox((0, 0), text, font=font) for text, _ in lines]
     height = max(bottom for _, _, _, bottom in boxes) + 2
     y = picture.shape[0] - height * len(lines) - 6
@@ -129,6 +131,12 @@ def draw_caption(picture: np.ndarray, lines: Sequence[tuple[str, tuple[int, int,
         draw.text((4, y), text, fill=colour, font=font)
         y += height
     return np.asarray(image)
+
+
+@cache
+def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    """PIL's default font at ``size`` pixels, loaded once per size (loading it took a millisecond a frame)."""
+    return ImageFont.load_default(size=size)
 
 
 def _clipped(
@@ -192,8 +200,8 @@ def save_overlay_image(
 class VideoOverlays:
     """``folder/<stem>_overlay.mp4`` per cine loop or video, its frames added in order as they are measured.
 
-    The grey frames are decoded again from the source (as fast as reading a PNG back), so nothing of the
-    input has to travel through the pipeline beside the network's input.
+    Each frame is drawn on the grey frame the caller passes (the one the pipeline decoded), else on the
+    frame decoded again from the source.
     """
 
     def __init__(self, folder: Path) -> None:
@@ -206,15 +214,16 @@ class VideoOverlays:
         meta: dict,
         masks: np.ndarray,
         annotate: Callable[[np.ndarray], np.ndarray] = lambda p: p,
+        grey: np.ndarray | None = None,
     ) -> None:
+        """Frame ``meta[FRAME_KEY]`` of ``source`` with its masks; ``grey`` spares decoding the frame again."""
         if source != self.source:
             self.close()
             self._open(source, float(meta.get(RATE_KEY, 25.0)))
-        index = int(meta[FRAME_KEY])
-        for frame in self._frames:
-            if int(frame.meta[FRAME_KEY]) == index:
-                self._write(annotate(overlay_picture(frame[0].numpy(), masks)))
-                return
+        if grey is None:
+            grey = self._decoded(int(meta[FRAME_KEY]))
+        if grey is not None:
+            self._write(annotate(overlay_picture(grey, masks)))
 
     def close(self) -> None:
         """Finish the current video and publish it under its real name."""
@@ -235,9 +244,17 @@ class VideoOverlays:
             "libx264", rate=round(rate) or 25, options={"preset": "ultrafast"}
         )
         self._stream.pix_fmt = "yuv420p"
-        self._frames = read_frames(source)
+        self._frames: Iterator[MetaTensor] | None = None  # decoded again only for frames not given
         self._size: tuple[int, int] | None = None
         self.source = source
+
+    def _decoded(self, index: int) -> np.ndarray | None:
+        if self._frames is None:
+            self._frames = read_frames(self.source)
+        for frame in self._frames:
+            if int(frame.meta[FRAME_KEY]) == index:
+                return frame[0].numpy()
+        return None
 
     def _write(self, picture: np.ndarray) -> None:
         if self._size is None:  # x264 in yuv420p needs even sizes

@@ -2,12 +2,15 @@
 
 :class:`~sonomuscle.data.stream.InferenceStream` skips a file or frame it cannot use with one log line and
 goes on; a log scrolls away, so this handler also writes each skipped input and its reason to
-``output_dir/problems.csv``. It hears the stream through its logger, so the stream must run in this
-process (``num_workers`` 0, the bundles' default).
+``output_dir/problems.csv``. It hears the stream through its logger, also in DataLoader worker processes
+forked during the run (they inherit the handler): each reason is appended to a spool file beside the
+table, which the run's end turns into the table. (Workers started by ``spawn``, the default on macOS and
+Windows, only log the reasons.)
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -27,6 +30,7 @@ class SkippedInputs(logging.Handler):
     def __init__(self, output_dir: str | os.PathLike, filename: str = "problems.csv") -> None:
         super().__init__(logging.WARNING)
         self.path = Path(output_dir) / filename
+        self.spool = self.path.with_name(f".{filename}.lines")  # one JSON object per skipped input
         self.rows: list[dict] = []
 
     def attach(self, engine: Engine) -> None:
@@ -37,17 +41,24 @@ class SkippedInputs(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         reason = record.args[0] if isinstance(record.args, tuple) and record.args else record.getMessage()
         if isinstance(reason, InputError):
-            self.rows.append({"input": reason.source or "", "problem": reason.problem})
+            row = {"input": reason.source or "", "problem": reason.problem}
         else:
-            self.rows.append({"input": "", "problem": str(reason)})
+            row = {"input": "", "problem": str(reason)}
+        with open(self.spool, "a", encoding="utf-8") as spool:  # one short line: appended whole
+            spool.write(json.dumps(row) + "\n")
 
     def _started(self, engine: Engine) -> None:
         self.rows.clear()
         self.path.unlink(missing_ok=True)  # a previous run's problems are not this run's
+        self.spool.unlink(missing_ok=True)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         stream.logger.addHandler(self)
 
     def _completed(self, engine: Engine) -> None:
         stream.logger.removeHandler(self)
+        if self.spool.is_file():
+            self.rows = [json.loads(line) for line in self.spool.read_text(encoding="utf-8").splitlines()]
+            self.spool.unlink()
         if self.rows:
             atomic_write_rows(self.path, self.rows)
             logger.warning(f"{len(self.rows)} input(s) skipped, each with its reason in {self.path}")

@@ -31,12 +31,11 @@ from monailabel.tasks.infer.bundle import BundleInferTask
 
 from sonomuscle.handlers.checkpoints import read_checkpoint
 from sonomuscle.labelapp.bundles import viewer_labels
-from sonomuscle.transforms.io import StillImagesOnly
 from sonomuscle.transforms.labels import LabelMapd
 
 logger = logging.getLogger(__name__)
 ASIDE = "_sonomuscle_image_path"
-WRITERS = [SaveImaged, StillImagesOnly]  # the bundle's file writers, top level or wrapped for still images
+WRITERS = [SaveImaged]  # the bundle's file writers
 
 
 class SetAside(Transform):
@@ -89,6 +88,8 @@ def measure_handlers(config, scratch: Path) -> list[Any]:
     config["output_dir"] = str(scratch)
     if config.get("save_overlay") is not None:
         config["save_overlay"] = False  # the viewer draws the result itself
+    if config.get("mask_writers") is not None:
+        config["mask_writers"] = None  # and keeps the label it returns
     handlers = []
     for index, item in enumerate(config.get("handlers", [])):
         target = item.get("_target_", "") if isinstance(item, dict) else ""

@@ -22,6 +22,7 @@ from monai.transforms import CropForegroundd
 from monai.transforms.utils import generate_spatial_bounding_box
 from monai.utils import ImageMetaKey
 
+from sonomuscle.data.frames import FRAME_KEY
 from sonomuscle.errors import InputError, switch
 
 LIT = 0.03  # difference from the canvas grey level (image scaled to [0, 1]) that marks tissue
@@ -90,6 +91,8 @@ class CropUltrasoundd(CropForegroundd):
         self.roi_key = roi_key
         self.roi_margin = roi_margin
         self.whole_frame = switch("--whole_frame", whole_frame)  # "false" from the command line is off
+        self._loop: str | None = None  # the loop whose picture box is kept in _box
+        self._box: tuple[np.ndarray, np.ndarray] = (np.zeros(0), np.zeros(0))
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor], lazy: bool | None = None) -> dict:
         d = dict(data)
@@ -101,11 +104,22 @@ class CropUltrasoundd(CropForegroundd):
         elif self.whole_frame:
             return d
         else:
-            return super().__call__(d, lazy)
+            start, end = self._picture_box(d[self.source_key])
         lazy_ = self.lazy if lazy is None else lazy
         for key, mode in self.key_iterator(d, self.mode):
             d[key] = self.cropper.crop_pad(img=d[key], box_start=start, box_end=end, mode=mode, lazy=lazy_)
         return d
+
+    def _picture_box(self, image: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """Start and end of the ultrasound picture. The frames of a loop share their first frame's box: the
+        picture does not move within a recording, every frame is then measured on one grid, and the
+        search is made once per loop instead of once per frame."""
+        meta = image.meta if isinstance(image, MetaTensor) else {}
+        loop = str(meta.get(ImageMetaKey.FILENAME_OR_OBJ)) if FRAME_KEY in meta else None
+        if loop is None or loop != self._loop:
+            self._box = self.cropper.compute_bounding_box(img=image)
+            self._loop = loop
+        return self._box
 
 
 def roi_corners(roi: torch.Tensor, image: torch.Tensor, margin: int) -> tuple[np.ndarray, np.ndarray]:

@@ -7,7 +7,7 @@ message that names its file (see docs/CONVENTIONS.md, "Errors").
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -18,7 +18,6 @@ from monai.transforms import LoadImaged, MapTransform, Transform
 from monai.utils import ImageMetaKey, MetaKeys
 
 from sonomuscle.classes import written_values
-from sonomuscle.data.frames import FRAME_KEY
 from sonomuscle.data.readers import UltrasoundImageReader, decoded_tensor, read_ultrasound
 from sonomuscle.errors import InputError
 from sonomuscle.transforms.crop import box_corners, picture_rows
@@ -165,7 +164,7 @@ class ValidateInputd(Transform):
         self.allowed_values = None if allowed_values is None else torch.as_tensor(list(allowed_values))
 
     def __call__(self, data: Mapping[Hashable, object]) -> Mapping[Hashable, object]:
-        image = torch.as_tensor(data[self.image_key])
+        image = _plain(data[self.image_key])
         if image.ndim != self.spatial_dims + 1:
             raise InputError(
                 source_of(data, self.image_key),
@@ -182,7 +181,7 @@ class ValidateInputd(Transform):
         for key in self.label_keys:
             if key not in data or data[key] is None:
                 continue
-            label = torch.as_tensor(data[key])
+            label = _plain(data[key])
             if label.shape[1:] != image.shape[1:]:
                 raise InputError(
                     source_of(data, key),
@@ -226,19 +225,7 @@ class ValidateInputd(Transform):
             raise InputError(source_of(data, key), f"{key!r} contains {n} NaN or infinite values")
 
 
-class StillImagesOnly(Transform):
-    """``transform`` for still images, skipped for frames of cine loops and videos (meta ``patch_index``).
-
-    Per-frame mask files of a video would number in the thousands and cost as much time per frame as the
-    measures; the video's overlay shows the same masks.
-    """
-
-    def __init__(self, transform: Callable, key: str = "pred") -> None:
-        self.transform = transform
-        self.key = key
-
-    def __call__(self, data: Mapping[Hashable, object]) -> Mapping[Hashable, object]:
-        item = data[self.key]
-        if isinstance(item, MetaTensor) and FRAME_KEY in item.meta:
-            return data
-        return self.transform(data)
+def _plain(item: object) -> torch.Tensor:
+    """The data of a MetaTensor as a plain tensor (no copy): checks on it skip MetaTensor's bookkeeping,
+    which cost more than the checks themselves."""
+    return item.as_tensor() if isinstance(item, MetaTensor) else torch.as_tensor(item)
