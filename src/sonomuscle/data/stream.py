@@ -36,9 +36,10 @@ class InferenceStream(IterableDataset):
     """``transform`` applied to each case of ``data`` (``{"image": path, ...}``), yielded in lists of up to
     ``batch_size`` for the DataLoader to collate (use it with ``batch_size=None``). A list holds still images
     or frames of one loop, never both: collation keeps only the metadata keys of a batch's first item, and a
-    frame's index and time would be lost beside a still image. Its tensors have one shape under each key. With ``frames`` (2D bundles) a cine case is
-    expanded into every ``step``-th frame, the frame replacing the path under ``"image"`` and the rest of the
-    entry kept; 3D bundles read a multi-frame DICOM whole, as a volume."""
+    frame's index and time would be lost beside a still image. Its tensors have one shape under each key.
+    With ``frames`` (2D bundles) a cine case is expanded into every ``step``-th frame, the frame replacing
+    the path under ``"image"`` and the rest of the entry kept; 3D bundles read a multi-frame DICOM whole, as
+    a volume."""
 
     def __init__(
         self,

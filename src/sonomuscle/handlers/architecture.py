@@ -9,10 +9,11 @@ fascicle-only image) is taken from the prediction, and ``ref_source`` says so: t
 reference fascicles is then measured against the predicted aponeuroses. ``trained_channels`` (saved with
 the model) leaves the measures of a channel that never saw a label empty, with the reason in ``qc``.
 ``overlay_dir`` adds a colour overlay per image (JPEG) or per cine loop and video (mp4; see
-:mod:`sonomuscle.handlers.overlays`), drawn on the grey image the batch carries
-under ``picture_key`` (the loaded image before scaling and resizing), else on the file read again. Frames of a loop get ``frame`` and ``time_s``
-columns; every row says where its calibration came from (``calibration``) and how sure the network was of each structure
-(``confidence_<structure>``: mean probability inside it, :mod:`sonomuscle.transforms.confidence`).
+:mod:`sonomuscle.handlers.overlays`), drawn on the grey image the batch carries under ``picture_key`` (the
+loaded image before scaling and resizing), else on the file read again; ``mask_writer`` writes a still
+image's masks. Frames of a loop get ``frame`` and ``time_s`` columns; every row says where its calibration
+came from (``calibration``) and how sure the network was of each structure (``confidence_<structure>``:
+mean probability inside it, :mod:`sonomuscle.transforms.confidence`).
 """
 
 from __future__ import annotations
