@@ -119,10 +119,18 @@ def test_inference_on_a_folder_without_labels(datalist, trained, tmp_path):
         output_dir=str(calibrated),
         model_path=str(trained / "model.pt"),
         spacing=[0.2, 0.2],
+        save_overlay="false",  # as typed on the command line: off, not the truthy text "false"
+        amp="false",
+        measure_in_background="no",
     )
     rows_mm = pd.read_csv(calibrated / "measurements.csv")
     assert (rows_mm.loc[0, "units"], rows_mm.loc[0, "calibration"]) == ("mm", "spacing")
     assert "PIXELS" not in done.stdout
+    assert (calibrated / "scan_aponeurosis.png").is_file() and not list(calibrated.glob("*_overlay.jpg"))
+
+    refused = _bundle_run(["inference.json"], check=False, input_dir=str(images), output_dir=str(tmp_path / "x"),
+                          model_path=str(trained / "model.pt"), amp="maybe")  # fmt: skip
+    assert refused.returncode != 0 and "--amp must be true or false, got 'maybe'" in refused.stderr
 
 
 def test_evaluate_writes_per_image_metrics_measurement_errors_and_summary(datalist, trained, tmp_path):

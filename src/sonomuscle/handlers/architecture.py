@@ -34,7 +34,7 @@ from monai.data import MetaTensor
 from monai.utils import ImageMetaKey
 
 from sonomuscle.data.frames import FRAME_KEY, RATE_KEY, TIME_KEY
-from sonomuscle.errors import InputError
+from sonomuscle.errors import InputError, switch
 from sonomuscle.handlers.overlays import VideoOverlays, draw_measures, measured_figure, save_overlay_image
 from sonomuscle.handlers.trained_channels import TrainedChannels
 from sonomuscle.handlers.volumetric import known_spacing
@@ -81,7 +81,7 @@ class ArchitectureMeasurements:
         self.overlay_dir = None if overlay_dir is None else Path(overlay_dir)
         self.trained_channels = trained_channels
         self.picture_key = picture_key
-        self.background = background
+        self.background = switch("--measure_in_background", background)  # "false" from the command line
         self.rows: list[dict] = []
         self._measurer = CaseMeasurer(self.overlay_dir, mask_writer)
         self._worker: Worker | None = None

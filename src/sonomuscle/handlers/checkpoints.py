@@ -92,7 +92,7 @@ class ModelLoader(CheckpointLoader):
 
     def __init__(self, *args: Any, fold_batch_norm: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fold_batch_norm = fold_batch_norm
+        self.fold_batch_norm = switch("--fold_batch_norm", fold_batch_norm)
 
     def __call__(self, engine: Engine) -> None:
         path = Path(self.load_path)
