@@ -15,7 +15,6 @@ import logging
 import os
 from pathlib import Path
 
-import pandas as pd
 from ignite.engine import Engine, Events
 
 from sonomuscle.data import stream
@@ -32,7 +31,6 @@ class SkippedInputs(logging.Handler):
         super().__init__(logging.WARNING)
         self.path = Path(output_dir) / filename
         self.spool = self.path.with_name(f".{filename}.lines")  # one JSON object per skipped input
-        self.rows: list[dict] = []
 
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.STARTED, self._started)
@@ -46,11 +44,9 @@ class SkippedInputs(logging.Handler):
             row = {"input": "", "problem": str(reason)}
         with open(self.spool, "a", encoding="utf-8") as spool:  # one short line: appended whole
             spool.write(json.dumps(row) + "\n")
-        self.rows = [json.loads(line) for line in self.spool.read_text(encoding="utf-8").splitlines()]
-        atomic_write_rows(self.path, self.rows)
+        atomic_write_rows(self.path, self._spooled())
 
     def _started(self, engine: Engine) -> None:
-        self.rows.clear()
         self.path.unlink(missing_ok=True)  # a previous run's problems are not this run's
         self.spool.unlink(missing_ok=True)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -58,7 +54,11 @@ class SkippedInputs(logging.Handler):
 
     def _completed(self, engine: Engine) -> None:
         stream.logger.removeHandler(self)
-        if self.path.is_file():  # written where the stream ran, maybe in a worker process
-            self.rows = pd.read_csv(self.path, keep_default_na=False).to_dict("records")
-            logger.warning(f"{len(self.rows)} input(s) skipped, each with its reason in {self.path}")
+        if self.spool.is_file():  # written where the stream ran, maybe in a worker process
+            skipped = len(self._spooled())
+            logger.warning(f"{skipped} input(s) skipped, each with its reason in {self.path}")
         self.spool.unlink(missing_ok=True)
+
+    def _spooled(self) -> list[dict]:
+        """The skipped inputs of this run so far, from every process that skipped some."""
+        return [json.loads(line) for line in self.spool.read_text(encoding="utf-8").splitlines()]
