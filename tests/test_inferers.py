@@ -1,12 +1,14 @@
-"""bfloat16 inference on CPUs that do it natively: outputs close to float32, float32 dtype, off elsewhere;
-batch norms folded into convolutions: the same outputs."""
+"""bfloat16 inference on CPUs that do it natively: outputs close to float32, float32 dtype, off elsewhere,
+and what the 2D bundle's ``amp`` turns on; batch norms folded into convolutions: the same outputs."""
 
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import pytest
 import torch
+from monai.bundle import ConfigParser
 from monai.networks.nets import UNet
 from torch import nn
 
@@ -43,3 +45,17 @@ def test_folded_batch_norms_give_the_same_outputs_without_norm_layers(dims):
         outputs = folded(images)
     assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in folded.modules())
     assert (outputs - reference).abs().max() < 1e-4 * reference.abs().max()
+
+
+@pytest.mark.parametrize("configs", [["inference"], ["train", "evaluate"]])
+@pytest.mark.parametrize("amp", [None, False, "false"])
+def test_the_2d_bundle_runs_bfloat16_where_the_cpu_has_it_unless_amp_is_off(configs, amp):
+    """``amp`` (default on) means bfloat16 on such CPUs for inference and evaluation; the engines' own
+    float16 autocast is for CUDA only; off, float32 everywhere."""
+    folder = Path(__file__).resolve().parents[1] / "bundles" / "muscle_architecture_2d" / "configs"
+    parser = ConfigParser()
+    parser.read_config([folder / f"{name}.json" for name in configs])
+    if amp is not None:
+        parser["amp"] = amp
+    assert parser.get_parsed_content("inferer").enabled == (native_bf16() and amp is None)
+    assert parser.get_parsed_content("evaluator#amp") == (amp is None and torch.cuda.is_available())

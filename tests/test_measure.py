@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+import sonomuscle.measure
 from sonomuscle.cli import main
 from sonomuscle.data.phantoms.architecture2d import make_phantom
 from test_readers import write_dicom
@@ -108,3 +109,12 @@ def test_bad_options_are_one_line_errors(tmp_path, inputs, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["measure", str(tmp_path / "empty"), "--out", str(tmp_path / "o")]) == 2
     assert "nothing to measure" in capsys.readouterr().err
+
+
+def test_float32_turns_the_bundles_mixed_precision_off(tmp_path, inputs, monkeypatch):
+    """``--float32`` reaches the bundle as ``amp`` false (test_inferers: which turns bfloat16 off)."""
+    runs = []
+    monkeypatch.setattr(sonomuscle.measure, "run_config", lambda *args, **overrides: runs.append(overrides))
+    for flags in ([], ["--float32"]):
+        main(["measure", str(inputs / "plain.png"), *flags, "--out", str(tmp_path / "o")])
+    assert [run["amp"] for run in runs] == [True, False]

@@ -80,13 +80,26 @@ def test_every_nth_frame_with_step(tmp_path, loop, capsys):
 
 
 def test_mirrored_fascicles_are_measured_alike(tmp_path, loop, frames, capsys):
-    """Fascicles rising to the left or to the right: no flag needed, the same angles either way."""
+    """Fascicles rising to the left or to the right: no flag needed, the direction is found and the angles
+    are as close to the truth either way (the network itself is not exactly mirror-symmetric: frame by
+    frame the two differ by a few tenths of a degree)."""
+    video, truth = loop
     mirrored = tmp_path / "mirrored.mp4"
     write_video(mirrored, [frame[::-1] for frame in frames], fps=25)
-    original, _ = _measure(capsys, loop[0], "--no-overlay", "--out", tmp_path / "a")
+    original, _ = _measure(capsys, video, "--no-overlay", "--out", tmp_path / "a")
     flipped, _ = _measure(capsys, mirrored, "--no-overlay", "--out", tmp_path / "b")
-    difference = (original["pennation_angle"] - flipped["pennation_angle"]).abs()
-    assert difference.median() < 0.5 and difference.max() < 2.0
+    directions = [set(rows["fascicle_direction"]) for rows in (original, flipped)]
+    assert sorted(map(len, directions)) == [1, 1] and directions[0] | directions[1] == {
+        "down-left",
+        "down-right",
+    }
+    errors = [
+        rows.merge(truth, on="frame").eval("pennation_angle - pennation_angle_deg")
+        for rows in (original, flipped)
+    ]
+    for error in errors:
+        assert error.abs().median() < 1.0 and error.abs().max() < 2.5
+    assert abs(errors[0].mean() - errors[1].mean()) < 0.5
 
 
 def test_a_dicom_cine_is_calibrated_by_its_regions(tmp_path, frames, capsys):

@@ -8,7 +8,8 @@ threshold, save each mask as PNG, one image at a time under ``torch.no_grad()``;
 the same decoder. Each side runs in a process of its own, ``measure`` with the OpenMP setting the
 ``sonomuscle measure`` command makes (``OMP_WAIT_POLICY=PASSIVE``), the reference with torch's default.
 Prints frames/s of each and their ratio (> 1: ``measure`` is faster), and of ``measure`` without
-overlays.
+overlays. ``measure`` runs the network in bfloat16 where the CPU has bfloat16 instructions (its ``amp``);
+on such CPUs the reference is also timed under bfloat16 autocast, to show what that alone gives it.
 
     python pipelines/benchmarks/bench_measure.py [--frames 120] [--images 48] [--work DIR]
 """
@@ -34,10 +35,11 @@ from PIL import Image
 from sonomuscle.data.frames import read_frames
 from sonomuscle.data.phantoms.architecture2d import make_phantom
 from sonomuscle.data.phantoms.architecture2d_sequence import write_dataset as write_loops
+from sonomuscle.inferers import native_bf16
 from sonomuscle.measure import measure
 from sonomuscle.workflows import bundle_dir
 
-SIDES = ("reference", "measure", "measure-no-overlay")
+SIDES = ("reference", "reference-bf16", "measure", "measure-no-overlay")
 NETWORK_SIZE = (256, 256)
 CHANNELS = (16, 32, 64, 128, 256)
 
@@ -61,7 +63,8 @@ def phantom_inputs(work: Path, frames: int, images: int) -> tuple[Path, Path]:
 class Reference:
     """The tutorial pipeline: one image at a time, every step a separate MONAI array transform."""
 
-    def __init__(self, out: Path) -> None:
+    def __init__(self, out: Path, bf16: bool = False) -> None:
+        self.precision = torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
         self.network = UNet(2, 1, 2, CHANNELS, (2, 2, 2, 2), num_res_units=2, norm="batch").eval()
         weights = torch.load(bundle_dir("muscle_architecture_2d") / "models" / "model.pt", weights_only=True)
         self.network.load_state_dict(weights["model"])
@@ -77,10 +80,10 @@ class Reference:
     def run(self, items: Iterator[Path | torch.Tensor]) -> int:
         """Images (paths, loaded here) or decoded frames through the pipeline; returns how many."""
         n = 0
-        with torch.no_grad():
+        with torch.no_grad(), self.precision:
             for item in items:
                 image = self.load(item) if isinstance(item, Path) else item
-                logits = self.network(self.resize(self.scale(image))[None])[0]
+                logits = self.network(self.resize(self.scale(image))[None])[0].float()
                 masks = self.threshold(Resize(image.shape[1:])(torch.sigmoid(logits)))
                 for saver, mask in zip(self.savers, masks, strict=True):
                     saver(mask[None], meta_data=image.meta | {"patch_index": n})
@@ -102,14 +105,15 @@ def run_side(side: str, work: Path, frames: int, images: int) -> dict[str, float
         "512×512 folder": (folder, lambda: iter(sorted(folder.glob("*.png")))),
     }
     first = sorted(folder.glob("*.png"))[:1]  # start-up (imports, first call) is not timed
-    if side == "reference":
-        Reference(work / "reference").run(iter(first))
+    if side.startswith("reference"):
+        Reference(work / side, bf16=side.endswith("bf16")).run(iter(first))
     else:
         measure(first, work / side / "warm-up", spacing=0.1)
     fps = {}
     for name, (path, items) in cases.items():
-        if side == "reference":
-            seconds, n = timed(lambda items=items: Reference(work / "reference").run(items()))
+        if side.startswith("reference"):
+            reference = Reference(work / side, bf16=side.endswith("bf16"))
+            seconds, n = timed(lambda items=items, reference=reference: reference.run(items()))
         else:
             out = work / side / path.stem
             seconds, _ = timed(lambda p=path, o=out: measure([p], o, spacing=0.1, overlays=side == "measure"))
@@ -151,7 +155,8 @@ def main() -> None:
         print(json.dumps(run_side(args.side, work, args.frames, args.images)))
         return
     phantom_inputs(work, args.frames, args.images)
-    fps = {side: in_process(side, work, args.frames, args.images) for side in SIDES}
+    sides = SIDES if native_bf16() else tuple(s for s in SIDES if s != "reference-bf16")
+    fps = {side: in_process(side, work, args.frames, args.images) for side in sides}
     print(f"{os.cpu_count()} CPU(s), torch {torch.__version__}, {torch.get_num_threads()} threads")
     for name, reference in fps["reference"].items():
         ours, bare = fps["measure"][name], fps["measure-no-overlay"][name]
@@ -161,6 +166,9 @@ def main() -> None:
             f"frames/s | ratio {ours / reference:.2f} | measure without overlays {bare:.1f} frames/s "
             f"(ratio {bare / reference:.2f})"
         )
+        if "reference-bf16" in fps:  # what measure's mixed precision alone gives the tutorial pipeline
+            bf16 = fps["reference-bf16"][name]
+            print(f"  reference in bfloat16 {bf16:.1f} frames/s | measure / it {ours / bf16:.2f}")
 
 
 if __name__ == "__main__":

@@ -274,6 +274,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bundle", type=Path, help="a trained bundle folder (default: the shipped weights)")
     p.add_argument("--no-overlay", action="store_true", help="skip the overlay pictures and videos")
     p.add_argument(
+        "--float32",
+        action="store_true",
+        help="run the network in float32 even where the CPU (bfloat16) or GPU (float16) is faster with "
+        "mixed precision: results that do not depend on the hardware",
+    )
+    p.add_argument(
         "--step", type=_positive_int, default=1, help="measure every n-th frame of loops and videos"
     )
     p.add_argument(
@@ -387,6 +393,7 @@ def run(args: argparse.Namespace) -> None:
             depth=args.depth,
             bundle=args.bundle,
             overlays=not args.no_overlay,
+            amp=not args.float32,
             step=args.step,
             crop=args.crop,
         )

@@ -54,10 +54,14 @@ def measure(
     depth: float | None = None,
     bundle: str | os.PathLike | None = None,
     overlays: bool = True,
+    amp: bool = True,
     step: int = 1,
     crop: tuple[int, int, int, int] | None = None,
 ) -> Path:
-    """Measure every 2D image, cine loop and video in ``paths`` (files or folders); returns the CSV's path."""
+    """Measure every 2D image, cine loop and video in ``paths`` (files or folders); returns the CSV's path.
+
+    ``amp``: mixed precision where the device does it natively (the bundle's ``amp``); off, float32.
+    """
     entry = calibration_entry(spacing, depth)
     if step < 1:
         raise InputError(None, f"--step must be ≥ 1, got {step}")
@@ -82,6 +86,7 @@ def measure(
             input_dir=None,
             output_dir=str(out),
             save_overlay=overlays,
+            amp=amp,
             frame_step=step,
         )
     skipped = _skipped(out / "problems.csv")
