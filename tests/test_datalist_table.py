@@ -97,7 +97,7 @@ def test_every_bad_row_and_unlisted_image_is_named_with_its_reason(folder, capsy
         "labels.csv line 12 (img_10.png)": "unknown class 'c' (classes: a, b)",
         "labels.csv line 13": "image 'ghost.png' is not in the images folder",
         "labels.csv line 14": "img_03.png is already named on line 5",
-        "labels.csv line 15 (tiny.png)": "8×8 pixels, too small (< 16 a side)",
+        "labels.csv line 15 (tiny.png)": "8×8 pixels: too small to learn from (< 16 a side)",
         "labels.csv line 16 (broken.png)": reasons["labels.csv line 16 (broken.png)"],
         "labels.csv line 17 (img_11.png)": "no subject in column 'subject'",
     }

@@ -27,6 +27,13 @@ SPLITS = ("training", "validation", "test")
 MIN_SIDE = 16  # pixels: a smaller 2D image is an icon or a broken export, not ultrasound
 
 
+def too_small(shape: tuple[int, ...]) -> str | None:
+    """Why a 2D image of ``shape`` cannot be learnt from for its size, or None."""
+    if len(shape) == 2 and min(shape) < MIN_SIDE:
+        return f"{'×'.join(map(str, shape))} pixels: too small to learn from (< {MIN_SIDE} a side)"
+    return None
+
+
 @dataclass
 class _Case:
     image: Path
@@ -193,10 +200,7 @@ def _check_case(
         except InputError as err:
             reason = err.problem
         else:
-            if image.ndim == 2 and min(image.shape) < MIN_SIDE:
-                reason = (
-                    f"{'×'.join(map(str, image.shape))} pixels: too small to learn from (< {MIN_SIDE} a side)"
-                )
+            reason = too_small(image.shape)
     if reason is not None:
         rejected.add(image_path, reason)
         for path in labels.values():

@@ -22,12 +22,12 @@ import pandas as pd
 from tqdm import tqdm
 
 from sonomuscle.data.datalist import (
-    MIN_SIDE,
     Rejections,
     check_split_arguments,
     relative_path,
     scan_folder,
     split_units,
+    too_small,
     write_datalist,
 )
 from sonomuscle.data.readers import load_image, stem_of
@@ -239,10 +239,8 @@ def _read_image(path: Path) -> tuple[str | None, tuple[float, ...] | None]:
         return err.problem, None
     if array.ndim != 2:
         return f"{array.ndim}D; image-level bundles take 2D images (one frame)", None
-    if min(array.shape) < MIN_SIDE:
-        shape = "×".join(map(str, array.shape))
-        return f"{shape} pixels, too small (< {MIN_SIDE} a side)", None
-    return None, spacing
+    problem = too_small(array.shape)
+    return problem, None if problem else spacing
 
 
 def _entry(row: _Row, root: Path, with_subject: bool, fold: int | None) -> dict:
