@@ -66,9 +66,9 @@ def test_a_batch_holds_still_images_or_frames_of_one_loop_never_both(tmp_path):
         )
 
     assert [[label(item) for item in batch] for batch in stream] == [
-        ["x.png"],
-        ["a.mp4#0", "a.mp4#1", "a.mp4#2"],
-        ["a.mp4#3", "a.mp4#4"],
+        ["x.png"],  # the first lists grow 1, 2, 4, … up to batch_size: the network starts at once
+        ["a.mp4#0", "a.mp4#1"],
+        ["a.mp4#2", "a.mp4#3", "a.mp4#4"],
         ["b.mp4#0", "b.mp4#1"],
         ["y.png", "z.png"],
     ]
@@ -76,12 +76,9 @@ def test_a_batch_holds_still_images_or_frames_of_one_loop_never_both(tmp_path):
 
 def test_images_of_other_sizes_go_to_separate_batches(tmp_path):
     """An image kept at its own size (the picture overlays are drawn on) only batches with its size."""
-    for name, shape in (("a.png", (16, 24)), ("b.png", (16, 24)), ("c.png", (20, 24)), ("d.png", (16, 24))):
+    names = ("first.png", "a.png", "b.png", "c.png", "d.png")  # the first list holds one image
+    for name, shape in zip(names, ((16, 24), (16, 24), (16, 24), (20, 24), (16, 24)), strict=True):
         Image.fromarray(np.full(shape, 90, np.uint8)).save(tmp_path / name)
-    stream = InferenceStream(
-        [{"image": str(tmp_path / n)} for n in ("a.png", "b.png", "c.png", "d.png")],
-        _pipeline(),
-        batch_size=4,
-    )
+    stream = InferenceStream([{"image": str(tmp_path / n)} for n in names], _pipeline(), batch_size=4)
     sizes = [[tuple(item["image"].shape[1:]) for item in batch] for batch in stream]
-    assert sizes == [[(24, 16), (24, 16)], [(24, 20)], [(24, 16)]]
+    assert sizes == [[(24, 16)], [(24, 16), (24, 16)], [(24, 20)], [(24, 16)]]
