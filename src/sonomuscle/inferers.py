@@ -6,7 +6,6 @@ and bias: the same outputs to float rounding (2e-5 on the 2D U-Net's logits) wit
 run; the 2D U-Net at 256² took 15–17 instead of 19 ms an image on one CPU thread. The model loader of
 ``inference.json`` applies it after loading (``fold_batch_norm``).
 
-
 MONAI's engines switch mixed precision on for CUDA only (``torch.autocast("cuda")``). CPUs with bfloat16
 instructions (AVX512-BF16, AMX: recent Xeons, AMD Zen 4 and later) multiply bfloat16 natively: measured
 here, the 2D U-Net (16–256, batches of 8 at 256², one thread) took 5.4 instead of 16 ms an image. So the 2D
