@@ -40,15 +40,21 @@ def test_limits_of_agreement_from_differences():
     assert stats["rmse"] == pytest.approx(math.sqrt((diff**2).mean()))
 
 
-def test_icc_and_sem_match_two_way_anova_by_hand():
-    x = np.column_stack([PRED, REF])  # n subjects × k = 2 methods
+def icc_a1_by_hand(x: np.ndarray) -> tuple[float, float]:
+    """ICC(A,1) of McGraw & Wong (1996) from the two-way ANOVA mean squares of n items × k raters, and the
+    error mean square."""
     n, k = x.shape
     grand = x.mean()
     ms_rows = k * ((x.mean(axis=1) - grand) ** 2).sum() / (n - 1)
     ms_cols = n * ((x.mean(axis=0) - grand) ** 2).sum() / (k - 1)
     residual = x - x.mean(axis=1, keepdims=True) - x.mean(axis=0, keepdims=True) + grand
     ms_error = (residual**2).sum() / ((n - 1) * (k - 1))
-    icc_a1 = (ms_rows - ms_error) / (ms_rows + (k - 1) * ms_error + k * (ms_cols - ms_error) / n)
+    icc = (ms_rows - ms_error) / (ms_rows + (k - 1) * ms_error + k * (ms_cols - ms_error) / n)
+    return icc, ms_error
+
+
+def test_icc_and_sem_match_two_way_anova_by_hand():
+    icc_a1, ms_error = icc_a1_by_hand(np.column_stack([PRED, REF]))  # n subjects × k = 2 methods
 
     stats = agreement(PRED, REF)
     assert stats["icc"] == pytest.approx(icc_a1, abs=1e-6)

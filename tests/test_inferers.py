@@ -1,5 +1,6 @@
 """bfloat16 inference on CPUs that do it natively: outputs close to float32, float32 dtype, off elsewhere,
-and what the 2D bundle's ``amp`` turns on; batch norms folded into convolutions: the same outputs."""
+and what the 2D bundle's ``amp`` turns on; batch norms folded into convolutions: the same outputs; mirror
+averaging: a mirrored picture gets the mirrored output."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from monai.bundle import ConfigParser
 from monai.networks.nets import UNet
 from torch import nn
 
-from sonomuscle.inferers import CPUBFloat16Inferer, fold_batch_norms, native_bf16
+from sonomuscle.inferers import CPUBFloat16Inferer, MirrorAveragingInferer, fold_batch_norms, native_bf16
 
 
 def test_bfloat16_outputs_match_float32_where_the_cpu_has_it():
@@ -59,3 +60,31 @@ def test_the_2d_bundle_runs_bfloat16_where_the_cpu_has_it_unless_amp_is_off(conf
         parser["amp"] = amp
     assert parser.get_parsed_content("inferer").enabled == (native_bf16() and amp is None)
     assert parser.get_parsed_content("evaluator#amp") == (amp is None and torch.cuda.is_available())
+
+
+def test_mirror_averaging_makes_any_network_mirror_equivariant():
+    torch.manual_seed(0)
+    network = UNet(2, 1, 2, (8, 16, 32), (2, 2), num_res_units=1, norm="batch").eval()
+    images = torch.rand(2, 1, 64, 48)
+    averaged, plain = (
+        MirrorAveragingInferer(enabled=False),
+        MirrorAveragingInferer(enabled=False, mirror=False),
+    )
+    with torch.inference_mode():
+        assert (plain(images.flip(2), network).flip(2) - plain(images, network)).abs().max() > 1e-3
+        outputs = averaged(images, network)
+        assert (averaged(images.flip(2), network).flip(2) - outputs).abs().max() < 1e-5
+        expected = (network(images) + network(images.flip(2)).flip(2)) / 2
+    assert outputs.shape == (2, 2, 64, 48)
+    assert (outputs - expected).abs().max() < 1e-5
+
+
+@pytest.mark.parametrize("configs", [["inference"], ["train", "evaluate"]])
+@pytest.mark.parametrize(("mirror", "expected"), [(None, True), (False, False), ("false", False)])
+def test_the_2d_bundle_averages_over_the_mirror_image_unless_told_not_to(configs, mirror, expected):
+    folder = Path(__file__).resolve().parents[1] / "bundles" / "muscle_architecture_2d" / "configs"
+    parser = ConfigParser()
+    parser.read_config([folder / f"{name}.json" for name in configs])
+    if mirror is not None:
+        parser["mirror_average"] = mirror
+    assert parser.get_parsed_content("inferer").mirror is expected

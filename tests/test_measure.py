@@ -118,3 +118,33 @@ def test_float32_turns_the_bundles_mixed_precision_off(tmp_path, inputs, monkeyp
     for flags in ([], ["--float32"]):
         main(["measure", str(inputs / "plain.png"), *flags, "--out", str(tmp_path / "o")])
     assert [run["amp"] for run in runs] == [True, False]
+
+
+def test_thickness_where_the_user_measures_it(tmp_path, inputs, capsys):
+    """Half the width is the centre: the vertical thickness there is the centre's; a bad place is one line."""
+    _, rows, _ = _measure(capsys, inputs / "plain.png", "--thickness-at", "0.5", "--out", tmp_path / "o")
+    (row,) = rows.itertuples()
+    assert row.thickness_vertical_at == pytest.approx(row.thickness_vertical, rel=1e-6)
+    assert row.thickness_at == pytest.approx(row.thickness, rel=1e-6)
+    _, left, _ = _measure(capsys, inputs / "plain.png", "--thickness-at", "10px", "--out", tmp_path / "l")
+    assert left.iloc[0]["thickness_vertical_at"] != pytest.approx(row.thickness_vertical_at, abs=1e-3)
+    assert (
+        main(["measure", str(inputs / "plain.png"), "--thickness-at", "left", "--out", str(tmp_path / "b")])
+        == 2
+    )
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "thickness position 'left'" in err
+
+
+def test_flagged_results_are_shown_with_their_overlays(tmp_path):
+    Image.fromarray(np.full((40, 60, 3), 200, np.uint8)).save(tmp_path / "scan_overlay.jpg")
+    flagged = pd.DataFrame(
+        [
+            {"image": "/data/scan.png", "flags": "low model confidence", "thickness": 20.0},
+            {"image": "/data/loop.mp4", "frame": 7, "flags": "thickness jumped", "thickness": 21.0},
+        ]
+    )
+    table = sonomuscle.measure.flagged_table(flagged, tmp_path)
+    assert '<a href="scan_overlay.jpg"><img alt="scan" src="data:image/jpeg;base64,' in table
+    assert '<a href="loop_overlay.mp4">video, frame 7</a>' in table
+    assert "low model confidence" in table and "thickness jumped" in table

@@ -11,7 +11,7 @@ from skimage.morphology import dilation
 from skimage.morphology import disk as disk_footprint
 
 from sonomuscle.errors import InputError
-from sonomuscle.measures.architecture import measure_architecture
+from sonomuscle.measures.architecture import LateralPosition, measure_architecture
 
 SHAPE = (480, 300)  # (X, Y) pixels
 
@@ -186,7 +186,7 @@ def test_thickness_alone_and_unmeasurable_cases():
     merged[200:210, :] = 1  # the two bands joined into one component
     result = measure_architecture(merged, np.zeros(SHAPE, np.uint8), (0.1, 0.1))
     assert math.isnan(result.thickness) and math.isnan(result.fascicle_length)
-    assert result.qc and "found 1 component" in result.qc[0]
+    assert result.qc and "found 1 band" in result.qc[0]
     assert set(result.as_row()) >= {
         "thickness",
         "thickness_mean",
@@ -194,6 +194,79 @@ def test_thickness_alone_and_unmeasurable_cases():
         "fascicle_length",
         "units",
     }
+
+
+def test_each_definition_against_exact_lines():
+    """Vertical thickness at the centre and at a chosen place, and the angle to each aponeurosis."""
+    step = np.array([0.1, 0.1])
+    superficial, deep = (4.0, 0.05), (22.0, -0.04)  # converging by about 5.1°
+    theta = 25.0
+    apo, fas, truth = _case(step, superficial, deep, theta, 1, centres=(16.0, 24.0, 32.0))
+    result = measure_architecture(apo, fas, tuple(step), LateralPosition.parse("0.1"))
+    x_at = 0.1 * (SHAPE[0] - 1) * 0.1
+    centre = (SHAPE[0] - 1) / 2 * 0.1
+
+    def vertical(x):
+        return (deep[0] + deep[1] * x) - (superficial[0] + superficial[1] * x)
+
+    assert result.thickness == pytest.approx(truth["thickness"], abs=0.3)
+    assert result.thickness_vertical == pytest.approx(vertical(centre), abs=0.3)
+    assert result.thickness_vertical_at == pytest.approx(vertical(x_at), abs=0.3)
+    assert result.thickness_at == pytest.approx(_truth_thickness(deep, superficial, x_at), abs=0.3)
+    between = math.degrees(math.atan(superficial[1]) - math.atan(deep[1]))
+    # fascicles descend to the left: against L_s they are steeper by the aponeuroses' convergence here
+    assert result.pennation_angle == pytest.approx(theta, abs=1.0)
+    assert result.pennation_angle_superficial == pytest.approx(theta + between, abs=1.0)
+    assert result.pennation_angle_spread < 1.0  # parallel fascicles
+    column = measure_architecture(apo, fas, tuple(step), LateralPosition.parse("48px"))
+    assert column.thickness_vertical_at == pytest.approx(vertical(4.8), abs=0.3)
+    # a picture in columns 100-379 of a screen capture: its centre and its columns are the places meant
+    inset = measure_architecture(apo, fas, tuple(step), LateralPosition.parse("48px"), picture=(100, 380))
+    assert inset.thickness_vertical_at == pytest.approx(vertical(14.8), abs=0.3)
+    assert inset.thickness_vertical == pytest.approx(vertical(23.95), abs=0.3)
+
+
+@pytest.mark.parametrize("text", ["-0.1", "abc", "0.5px", "nan"])
+def test_bad_thickness_position_is_one_line(text):
+    with pytest.raises(InputError, match="thickness position"):
+        LateralPosition.parse(text)
+    with pytest.raises(InputError, match="beyond"):
+        LateralPosition.parse("900px").column((0, SHAPE[0]))
+
+
+def test_aponeuroses_bound_the_fascicle_layer():
+    """A subcutaneous septum above the muscle and a deeper muscle's aponeurosis below it are bands too: the
+    pair chosen is the one around the fascicles, whichever bands are largest."""
+    step = np.array([0.1, 0.1])
+    superficial, deep = (9.0, 0.0), (22.0, 0.0)
+    apo, fas, truth = _case(step, superficial, deep, 20.0, 1, centres=(16.0, 24.0, 32.0))
+    apo[:, 20:45] = 1  # a thick septum at 2.0–4.5 mm, larger than either aponeurosis
+    apo[:, 275:298] = 1  # a deeper band at 27.5–29.8 mm
+    result = measure_architecture(apo, fas, tuple(step))
+    assert result.thickness == pytest.approx(truth["thickness"], abs=0.3)
+    assert result.pennation_angle == pytest.approx(20.0, abs=1.0)
+
+
+def test_a_fragment_is_never_taken_for_an_aponeurosis():
+    """A deep aponeurosis the network found only in pieces too short to trust: no thickness, and why."""
+    step = np.array([0.1, 0.1])
+    apo, fas, _ = _case(step, (4.0, 0.0), (20.0, 0.0), 20.0, 1, centres=(16.0, 24.0, 32.0))
+    apo[:, 195:] = 0  # the deep band gone ...
+    apo[200:260, 120:130] = 1  # ... but for a short bright piece higher up (60 of 480 columns)
+    result = measure_architecture(apo, fas, tuple(step))
+    assert math.isnan(result.thickness) and math.isnan(result.pennation_angle)
+    assert "fragment" in result.qc[0]
+
+
+def test_a_broken_band_is_joined_across_its_gaps():
+    """A faint deep aponeurosis that the network marks in three pieces, none a quarter of the width."""
+    step = np.array([0.1, 0.1])
+    apo, fas, truth = _case(step, (4.0, 0.0), (20.0, 0.01), 20.0, 1, centres=(16.0, 24.0, 32.0))
+    for gap in ((100, 140), (240, 290), (360, 400)):
+        apo[gap[0] : gap[1], 150:] = 0
+    result = measure_architecture(apo, fas, tuple(step))
+    assert result.thickness == pytest.approx(truth["thickness"], abs=0.3)
+    assert not any("aponeuros" in message for message in result.qc)
 
 
 def test_bad_input_raises():
@@ -241,3 +314,17 @@ def test_phantoms_match_their_truth():
         assert result.thickness_mean == pytest.approx(case.truth["thickness_mean_mm"], abs=0.3)
         assert result.pennation_angle == pytest.approx(case.truth["pennation_angle_deg"], abs=1.0)
         assert result.fascicle_length == pytest.approx(case.truth["fascicle_length_mm"], rel=0.03)
+
+
+def test_steep_phantoms_match_their_truth():
+    """Contracted muscle: fascicles at 40–60° to the deep aponeurosis, no cut-off that flattens them."""
+    phantoms = pytest.importorskip("sonomuscle.data.phantoms.architecture2d")
+    rng = np.random.default_rng(1)
+    errors = []
+    for _ in range(8):
+        case = phantoms.make_phantom(rng, pennation_range_deg=(40.0, 60.0))
+        spacing = float(case.truth["spacing_mm"])
+        result = measure_architecture(case.aponeurosis, case.fascicle, (spacing, spacing))
+        errors.append(result.pennation_angle - case.truth["pennation_angle_deg"])
+        assert result.thickness == pytest.approx(case.truth["thickness_mm"], abs=0.3)
+    assert np.mean(np.abs(errors)) <= 1.0 and np.max(np.abs(errors)) <= 2.0, np.round(errors, 2)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import math
+
 import pytest
 
-from sonomuscle.measures.plausibility import quality_flags
+from sonomuscle.measures.plausibility import QCThresholds, calibrated_thresholds, quality_flags
 
 SOUND = {
     "thickness": "20.5",
@@ -25,8 +28,18 @@ def test_a_sound_result_has_no_flag():
     [
         ({"thickness": ""}, "aponeuroses not found"),
         ({"n_fascicles": "2"}, "2 fascicle(s) found, fewer than 3"),
-        ({"pennation_angle": "2.5"}, "pennation angle 2.5° outside 4–45°"),
-        ({"pennation_angle": "52"}, "pennation angle 52.0° outside 4–45°"),
+        ({"pennation_angle": "2.5"}, "pennation angle 2.5° outside 4–65°"),
+        ({"pennation_angle": "68"}, "pennation angle 68.0° outside 4–65°"),
+        (
+            {"pennation_angle_spread": "12.5"},
+            "fascicle angles spread over 12.5° (interquartile), more than 8°",
+        ),
+        (
+            {
+                "qc": "2 fascicle piece(s) dropped; aponeurosis pair uncertain: another layer holds 80% as many"
+            },
+            "aponeurosis pair uncertain: another layer holds 80% as many",
+        ),
         ({"thickness": "95"}, "thickness 95.0 mm outside 3–80 mm"),
         ({"fascicle_length": "438"}, "fascicle length 438.0 mm outside 15–250 mm"),
     ],
@@ -37,10 +50,44 @@ def test_each_reason(change, expected):
 
 def test_pixels_are_not_judged_as_anatomy_and_errors_are_not_repeated():
     assert quality_flags(SOUND | {"units": "px", "thickness": "300", "fascicle_length": "900"}) == []
-    assert quality_flags(SOUND | {"units": "px", "pennation_angle": "60"}) == [
-        "pennation angle 60.0° outside 4–45°"
+    assert quality_flags(SOUND | {"units": "px", "pennation_angle": "70"}) == [
+        "pennation angle 70.0° outside 4–65°"
     ]
     assert quality_flags(SOUND | {"thickness": "", "error": "masks not measurable"}) == []
     assert (
         quality_flags(SOUND | {"pennation_angle": "", "n_fascicles": ""}) == []
     )  # fascicle channel untrained
+
+
+def test_steep_contracted_muscle_is_not_flagged_for_its_angle():
+    assert quality_flags(SOUND | {"pennation_angle": "55"}) == []
+
+
+def test_missing_aponeuroses_say_why():
+    row = SOUND | {"thickness": "", "qc": "expected two aponeuroses, found 1 band(s) ... and 2 fragment(s)"}
+    assert quality_flags(row) == [
+        "aponeuroses not found (expected two aponeuroses, found 1 band(s) ... and 2 fragment(s))"
+    ]
+
+
+def test_confidence_thresholds_come_from_the_model():
+    """Uncalibrated: no confidence check; calibrated: below the validation images' 5th percentile is flagged."""
+    row = SOUND | {"confidence_aponeurosis": "0.80", "confidence_fascicle": "0.90"}
+    assert quality_flags(row) == []
+    validation = {
+        "confidence_aponeurosis": [0.80 + 0.002 * i for i in range(100)],
+        "confidence_fascicle": [math.nan] * 100,
+    }
+    thresholds = calibrated_thresholds(validation)
+    assert thresholds.min_confidence_aponeurosis == pytest.approx(0.80 + 0.002 * 4.95, abs=0.002)
+    assert math.isnan(thresholds.min_confidence_fascicle)  # nothing to calibrate on: no check
+    assert quality_flags(row, thresholds) == ["low model confidence in the aponeurosis (0.80 < 0.81)"]
+
+
+def test_thresholds_are_read_from_the_bundle(tmp_path):
+    (tmp_path / "configs").mkdir()
+    stored = QCThresholds(0.87, 0.7).as_metadata("12 validation images")
+    (tmp_path / "configs" / "metadata.json").write_text(json.dumps({"version": "1", "qc": stored}))
+    assert QCThresholds.of_bundle(tmp_path) == QCThresholds(0.87, 0.7)
+    (tmp_path / "configs" / "metadata.json").write_text(json.dumps({"version": "1"}))
+    assert math.isnan(QCThresholds.of_bundle(tmp_path).min_confidence_aponeurosis)

@@ -9,8 +9,10 @@ annotated". One recording's aponeurosis masks are left out (``MISREGISTERED``). 
 70/10/20 into training/validation/test in groups: blocks of ten consecutive image numbers per folder
 (neighbouring numbers are often frames of one recording), joined wherever an image is in two blocks, so
 no image or recording straddles two splits. Trains through ``python -m monai.bundle run`` with the bundle's
-own configs and scores the best model on the test part with ``evaluate.json``. Extra ``--key value``
-pairs are passed to the bundle.
+own configs, calibrates the model's quality-control thresholds on the validation part (``qc.json``: the
+confidences below which ``sonomuscle measure`` flags a result, :mod:`sonomuscle.measures.plausibility`) and
+scores the best model on the test part with ``evaluate.json``. Extra ``--key value`` pairs are passed to
+the bundle. Publish the result with ``publish_weights(OUT/model.pt, bundle, qc=json.load(OUT/qc.json))``.
 """
 
 from __future__ import annotations
@@ -26,10 +28,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from sonomuscle.bundles_export import export_bundle
+from sonomuscle.data.phantoms.architecture2d import write_dataset
 from sonomuscle.io import atomic_write_json
+from sonomuscle.measure import measure as measure_images
+from sonomuscle.measures.plausibility import calibrated_thresholds
 from sonomuscle.metrics.agreement import agreement
-from sonomuscle.weights import md5_of
-from sonomuscle.workflows import run_bundle
+from sonomuscle.weights import md5_of, publish_weights
+from sonomuscle.workflows import bundle_dir, run_bundle
 
 BUNDLE = "muscle_architecture_2d"
 DEFAULT_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "dl_track_longitudinal"
@@ -98,13 +104,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--skip-test", action="store_true", help="train only (choices are made on validation)"
     )
+    parser.add_argument(
+        "--phantoms",
+        type=int,
+        default=0,
+        metavar="N",
+        help="add N architecture2d phantoms (pennation 5-60°, exact masks) to the training part",
+    )
     args, extra = parser.parse_known_args(argv)
     overrides = dict(zip([k.lstrip("-") for k in extra[::2]], extra[1::2], strict=True))
     if not (args.data / "aponeurosis" / "images").is_dir():
         sys.exit(f"{args.data}: DL_Track images not found (expected aponeurosis/images and fascicle/images)")
 
     args.out.mkdir(parents=True, exist_ok=True)
-    datalist = atomic_write_json(args.out / "datalist.json", dltrack_datalist(args.data, args.seed))
+    cases = dltrack_datalist(args.data, args.seed)
+    if args.phantoms:
+        cases["training"] += phantom_entries(args.out / "phantoms", args.phantoms, args.seed)
+    datalist = atomic_write_json(args.out / "datalist.json", cases)
     counts = {k: len(v) for k, v in json.loads(datalist.read_text()).items()}
     print(f"datalist {datalist}: {counts}", flush=True)
     common = {"datalist": datalist, "model_path": args.out / "model.pt", **overrides}
@@ -112,11 +128,37 @@ def main(argv: list[str] | None = None) -> None:
     if not args.skip_training:
         run_bundle(BUNDLE, "train", **common, output_dir=args.out / "train")
         print(f"training took {time.monotonic() - start:.0f} s", flush=True)
+    qc = atomic_write_json(args.out / "qc.json", calibrate_qc(datalist, args.out))
+    print(f"quality-control thresholds {qc}: {qc.read_text()}", flush=True)
     if args.skip_test:
         return
     run_bundle(BUNDLE, ["train", "evaluate"], **common, output_dir=args.out / "test")
     card = atomic_write_json(args.out / "test" / "model_card.json", held_out_figures(args.out / "test"))
     print(json.dumps(json.loads(card.read_text()), indent=1))
+
+
+def phantom_entries(folder: Path, n: int, seed: int) -> list[dict]:
+    """``n`` architecture2d phantoms written to ``folder``, as training entries with absolute paths: the real
+    images hold few fascicles steeper than 30°, the phantoms cover 5–60°."""
+    datalist = write_dataset(folder, n, seed)
+    return [
+        {k: str(folder / entry[k]) for k in ("image", *KINDS)}  # no spacing: the real images have none
+        for split in json.loads(datalist.read_text()).values()
+        for entry in split
+    ]
+
+
+def calibrate_qc(datalist: Path, out: Path) -> dict:
+    """The trained model's confidence thresholds, from ``sonomuscle measure`` on the validation images with
+    a copy of the bundle that holds the model (``out/bundle``)."""
+    bundle = out / "bundle"
+    if not bundle.is_dir():
+        export_bundle(bundle_dir(BUNDLE), bundle)
+    publish_weights(out / "model.pt", bundle)
+    images = sorted({entry["image"] for entry in json.loads(datalist.read_text())["validation"]})
+    table = measure_images(images, out / "validation_measures", bundle=bundle, overlays=False)
+    thresholds = calibrated_thresholds(pd.read_csv(table))
+    return thresholds.as_metadata(f"{len(images)} DL_Track validation images (pipelines/pretrained)")
 
 
 def held_out_figures(test: Path) -> dict:

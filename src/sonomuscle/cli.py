@@ -85,6 +85,35 @@ def _measures_arg(text: str) -> list[str]:
     return names
 
 
+def _pennation_arg(text: str) -> tuple[float, float]:
+    """``MIN,MAX`` in degrees."""
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected MIN,MAX in degrees, got {text!r}") from None
+    return low, high
+
+
+def _map_arg(text: str) -> tuple[str, str]:
+    """``MEASURE=COLUMN`` → (MEASURE, COLUMN)."""
+    measure, sep, column = (part.strip() for part in text.partition("="))
+    if not (sep and measure and column):
+        raise argparse.ArgumentTypeError(f"expected MEASURE=COLUMN, got {text!r}")
+    return measure, column
+
+
+def _bins_arg(text: str) -> tuple[str, list[float]]:
+    """``MEASURE=E1,E2,...`` → (MEASURE, edges): at least two numbers."""
+    measure, sep, edges = text.partition("=")
+    try:
+        values = [float(e) for e in edges.split(",")]
+    except ValueError:
+        values = []
+    if not (sep and measure.strip() and len(values) >= 2):
+        raise argparse.ArgumentTypeError(f"expected MEASURE=EDGE,EDGE[,...] (numbers), got {text!r}")
+    return measure.strip(), values
+
+
 class _DefaultsFormatter(argparse.HelpFormatter):
     """``--help`` states an option's default, unless there is none to state (None, False, required)."""
 
@@ -192,6 +221,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--n", type=_positive_int, default=20, help="number of cases")
     p.add_argument("--seed", type=int, default=0, help="same seed, same phantoms")
+    p.add_argument(
+        "--pennation",
+        type=_pennation_arg,
+        metavar="MIN,MAX",
+        help="pennation angles of the architecture2d phantoms in degrees (default: 5,60)",
+    )
 
     p = sub.add_parser("evaluate", help="batch evaluation of predicted masks against references")
     p.add_argument(
@@ -288,6 +323,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="X,Y,W,H",
         help="the ultrasound picture's box in pixels (default: found in each screen capture)",
     )
+    p.add_argument(
+        "--thickness-at",
+        metavar="WHERE",
+        help="also measure thickness (perpendicular and vertical) here: a fraction of the width from the "
+        "left edge (0.1) or a pixel column (120px); the centre is always measured",
+    )
 
     p = sub.add_parser(
         "crossval",
@@ -307,6 +348,69 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="KEY=VALUE",
         help="a bundle setting for every fold, e.g. max_epochs=40 or spatial_size=[96,96]; repeatable",
+    )
+
+    p = sub.add_parser(
+        "agreement",
+        help="measurements against several human observers: the software vs their mean, each observer vs "
+        "the others",
+    )
+    p.add_argument(
+        "--measurements",
+        type=Path,
+        required=True,
+        metavar="FILE",
+        help="a `sonomuscle measure` table (.csv/.xlsx)",
+    )
+    p.add_argument(
+        "--observers",
+        type=Path,
+        required=True,
+        metavar="FILE",
+        help="observers' table (.csv/.xlsx): a row per image [, frame] and observer, a column per measure",
+    )
+    p.add_argument(
+        "--out", type=Path, required=True, metavar="DIR", help="folder for the tables and report.html"
+    )
+    p.add_argument(
+        "--map",
+        type=_map_arg,
+        action="append",
+        metavar="MEASURE=COLUMN",
+        help="compare the measure with this observers' column; repeatable (default: the columns both tables "
+        "have)",
+    )
+    p.add_argument(
+        "--image-column", help="observers' column naming the image (default: image, file or filename)"
+    )
+    p.add_argument("--observer-column", default="observer", help="observers' column naming the observer")
+    p.add_argument(
+        "--frame-column", default="frame", help="observers' column with the frame of a loop, if any"
+    )
+    p.add_argument(
+        "--observer-spacing",
+        type=float,
+        metavar="MM",
+        help="mm per pixel of the observers' lengths, for measurements in mm (columns named *_mm stay)",
+    )
+    p.add_argument(
+        "--bins",
+        type=_bins_arg,
+        action="append",
+        metavar="MEASURE=E1,E2,...",
+        help="ranges of the reference for the errors by range; repeatable (default: 0,15,25,35,90 for "
+        "angles, the quartiles for lengths)",
+    )
+    p.add_argument("--worst", type=_positive_int, default=10, help="worst items listed per measure")
+    p.add_argument(
+        "--large-angle", type=float, default=5.0, metavar="DEG", help="an angle error the flags should catch"
+    )
+    p.add_argument(
+        "--large-length",
+        type=float,
+        default=10.0,
+        metavar="PERCENT",
+        help="a length error the flags should catch, in %% of the reference",
     )
 
     p = sub.add_parser("frames", help="write frames of cine loops or videos as 2D images to annotate")
@@ -358,7 +462,9 @@ def run(args: argparse.Namespace) -> None:
     elif args.command == "synth":
         from sonomuscle.data.phantoms import write_phantom_dataset
 
-        write_phantom_dataset(task=args.task, out=args.out, n=args.n, seed=args.seed)
+        write_phantom_dataset(
+            task=args.task, out=args.out, n=args.n, seed=args.seed, pennation_range_deg=args.pennation
+        )
     elif args.command == "evaluate":
         from sonomuscle.evaluation.batch import evaluate_folder, outcome
         from sonomuscle.evaluation.pairing import references_from_cli
@@ -396,11 +502,30 @@ def run(args: argparse.Namespace) -> None:
             amp=not args.float32,
             step=args.step,
             crop=args.crop,
+            thickness_at=args.thickness_at,
         )
     elif args.command == "crossval":
         from sonomuscle.crossval import cross_validate
 
         cross_validate(args.bundle, args.datalist, args.out, **dict(args.set))
+    elif args.command == "agreement":
+        from sonomuscle.evaluation.agreement import agreement_with_observers, summary_lines
+
+        result = agreement_with_observers(
+            args.measurements,
+            args.observers,
+            args.out,
+            maps=dict(args.map or ()),
+            image_column=args.image_column,
+            observer_column=args.observer_column,
+            frame_column=args.frame_column,
+            observer_spacing=args.observer_spacing,
+            bins=dict(args.bins or ()),
+            worst=args.worst,
+            large_angle=args.large_angle,
+            large_length=args.large_length,
+        )
+        print("\n".join(summary_lines(result, args.out)))
     elif args.command == "bundle":
         _run_bundle_command(args)
     elif args.command == "frames":

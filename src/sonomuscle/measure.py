@@ -35,15 +35,23 @@ from sonomuscle.data import stream
 from sonomuscle.data.readers import stem_of
 from sonomuscle.data.stream import input_files
 from sonomuscle.errors import InputError
-from sonomuscle.evaluation.report import embedded_picture, write_page
+from sonomuscle.evaluation.report import embedded_figure, embedded_picture, linked_thumbnail, write_page
 from sonomuscle.handlers.architecture import MEASURES
 from sonomuscle.io import atomic_write_json, atomic_write_with
-from sonomuscle.measures.plausibility import quality_flags
+from sonomuscle.measures.plausibility import QCThresholds, quality_flags
 from sonomuscle.measures.temporal import smooth_series
 from sonomuscle.workflows import bundle_dir
 
 DEFAULT_BUNDLE = "muscle_architecture_2d"
 TIME_MEASURES = ("thickness", "pennation_angle", "fascicle_length")  # smoothed and plotted over a loop
+# drawn as distributions in the report, flagged results apart
+DISTRIBUTION_MEASURES = (
+    "thickness",
+    "thickness_vertical",
+    "pennation_angle",
+    "pennation_angle_superficial",
+    "fascicle_length",
+)
 TEXT_COLUMNS = ("image", "fascicle_direction", "units", "qc", "error", "calibration")
 
 
@@ -57,10 +65,13 @@ def measure(
     amp: bool = True,
     step: int = 1,
     crop: tuple[int, int, int, int] | None = None,
+    thickness_at: str | None = None,
 ) -> Path:
     """Measure every 2D image, cine loop and video in ``paths`` (files or folders); returns the CSV's path.
 
     ``amp``: mixed precision where the device does it natively (the bundle's ``amp``); off, float32.
+    ``thickness_at``: where to measure ``thickness_at``/``thickness_vertical_at`` besides the centre (a fraction
+    of the width, or a pixel column such as ``120px``).
     """
     entry = calibration_entry(spacing, depth)
     if step < 1:
@@ -77,9 +88,10 @@ def measure(
     )
     table = out / "measurements.csv"
     table.unlink(missing_ok=True)  # a previous run's rows must not pass for this run's
+    bundle = Path(bundle) if bundle else bundle_dir(DEFAULT_BUNDLE)
     with _quiet(stream.logger):
         run_config(
-            Path(bundle) if bundle else bundle_dir(DEFAULT_BUNDLE),
+            bundle,
             "inference",
             datalist=str(datalist),
             data_split="test",
@@ -88,6 +100,7 @@ def measure(
             save_overlay=overlays,
             amp=amp,
             frame_step=step,
+            thickness_at=thickness_at,
         )
     skipped = _skipped(out / "problems.csv")
     for reason in skipped:
@@ -95,8 +108,10 @@ def measure(
     if not table.is_file():
         raise InputError(None, "nothing could be measured: every input was skipped (reasons above)")
     rows = with_time_courses(_read_rows(table))
+    thresholds = QCThresholds.of_bundle(bundle)
     rows["flags"] = [
-        "; ".join(filter(None, [*quality_flags(row), row["jumps"]])) for row in rows.to_dict("records")
+        "; ".join(filter(None, [*quality_flags(row, thresholds), row["jumps"]]))
+        for row in rows.to_dict("records")
     ]
     rows = rows.drop(columns="jumps")
     atomic_write_with(table, lambda p: rows.to_csv(p, index=False, float_format="%.5g"))
@@ -151,7 +166,7 @@ def summary_table(rows: pd.DataFrame) -> pd.DataFrame:
     loop = measured["frame"].notna() if "frame" in measured else pd.Series(False, index=measured.index)
     measured["source"] = np.where(loop, measured["image"].map(lambda p: Path(p).name), "images")
     summary = (
-        measured.melt(id_vars=["source", "units"], value_vars=list(MEASURES), var_name="measure")
+        measured.melt(id_vars=["source", "units"], value_vars=_measured(measured), var_name="measure")
         .groupby(["source", "units", "measure"], sort=False)["value"]
         .agg(n="count", mean="mean", sd="std", median="median", min="min", max="max")
         .reset_index()
@@ -161,6 +176,11 @@ def summary_table(rows: pd.DataFrame) -> pd.DataFrame:
         flagged[(s, u)] for s, u in zip(summary["source"], summary["units"], strict=True)
     ]
     return summary
+
+
+def _measured(rows: pd.DataFrame) -> list[str]:
+    """The measures of the table, less those at a place the user did not give (``--thickness-at``)."""
+    return [m for m in MEASURES if not m.endswith("_at") or rows[m].notna().any()]
 
 
 def write_measure_report(rows: pd.DataFrame, summary: pd.DataFrame, skipped: list[str], out: Path) -> Path:
@@ -185,17 +205,64 @@ def write_measure_report(rows: pd.DataFrame, summary: pd.DataFrame, skipped: lis
                 f"<h2>{html.escape(Path(source).name)}</h2>",
                 embedded_picture(png, f"{Path(source).name}: measures over time"),
             ]
+    measured = rows[rows["error"] == ""]
+    if len(measured) >= 2:
+        parts += ["<h2>Distributions</h2>", embedded_figure(distribution_figure(measured))]
     flagged = rows[rows["flags"] != ""]
-    columns = [c for c in ("image", "frame", "flags") if c in rows]
     parts += [
         f"<h2>Flagged results ({len(flagged)})</h2>",
-        flagged[columns].to_html(index=False, na_rep="") if len(flagged) else "<p>None.</p>",
+        flagged_table(flagged, out) if len(flagged) else "<p>None.</p>",
         f"<h2>Skipped inputs ({len(skipped)})</h2>",
         "<ul>" + "".join(f"<li>{html.escape(r)}</li>" for r in skipped) + "</ul>"
         if skipped
         else "<p>None.</p>",
     ]
     return write_page(out / "report.html", "sonomuscle measure", parts)
+
+
+def distribution_figure(rows: pd.DataFrame) -> Figure:
+    """A histogram per measure, flagged results stacked in red on the others: where the doubtful ones lie."""
+    fig = Figure(figsize=(3.2 * len(DISTRIBUTION_MEASURES), 3.0), layout="constrained")
+    axes = fig.subplots(1, len(DISTRIBUTION_MEASURES))
+    flagged = rows["flags"] != ""
+    for ax, measure in zip(axes, DISTRIBUTION_MEASURES, strict=True):
+        values = [rows.loc[~flagged, measure].dropna(), rows.loc[flagged, measure].dropna()]
+        if sum(map(len, values)):
+            ax.hist(
+                values, bins=20, stacked=True, color=["tab:blue", "tab:red"], label=["not flagged", "flagged"]
+            )
+        unit = "°" if "angle" in measure else "/".join(sorted(set(rows["units"])))
+        ax.set_xlabel(f"{measure.replace('_', ' ')} ({unit})")
+    axes[0].set_title(f"distributions of {len(rows)} results")
+    axes[0].legend(fontsize="small")
+    return fig
+
+
+def flagged_table(flagged: pd.DataFrame, out: Path) -> str:
+    """Flagged results as an HTML table: each with its overlay (a thumbnail linked to the picture, or a link to
+    the loop's video), its flags and its values, so a user reviews them by looking."""
+    measures = (
+        "thickness",
+        "pennation_angle",
+        "pennation_angle_superficial",
+        "fascicle_length",
+        "n_fascicles",
+    )
+    head = "".join(f"<th>{h}</th>" for h in ("overlay", "image", "flags", *measures))
+    body = []
+    for row in flagged.to_dict("records"):
+        stem = stem_of(row["image"])
+        is_frame = "frame" in row and not pd.isna(row["frame"])
+        if is_frame:
+            overlay = f'<a href="{html.escape(stem)}_overlay.mp4">video, frame {int(row["frame"])}</a>'
+        else:
+            overlay = linked_thumbnail(out / f"{stem}_overlay.jpg", f"{stem}_overlay.jpg", stem, width=240)
+        values = "".join(f"<td>{row.get(m, float('nan')):.4g}</td>" for m in measures)
+        body.append(
+            f"<tr><td>{overlay}</td><td>{html.escape(Path(row['image']).name)}</td>"
+            f"<td>{html.escape(row['flags'])}</td>{values}</tr>"
+        )
+    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
 
 
 def time_course_figure(loop: pd.DataFrame, title: str) -> Figure:

@@ -10,6 +10,7 @@ inference builds), and ``large_files.yml`` lists both with their MD5 hashes, whi
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -22,9 +23,16 @@ from sonomuscle.io import atomic_path, atomic_write_text
 SHIPPED_KEYS = ("model", "trained_channels", "classes", "outputs")
 
 
-def publish_weights(checkpoint: str | os.PathLike, bundle: str | os.PathLike) -> list[Path]:
-    """Write ``bundle/models/model.pt`` and ``model.ts`` from ``checkpoint``, and ``bundle/large_files.yml``."""
+def publish_weights(
+    checkpoint: str | os.PathLike, bundle: str | os.PathLike, qc: dict | None = None
+) -> list[Path]:
+    """Write ``bundle/models/model.pt`` and ``model.ts`` from ``checkpoint``, and ``bundle/large_files.yml``;
+    ``qc``, the model's calibrated quality-control thresholds, goes into the metadata's ``"qc"`` with it."""
     bundle = Path(bundle)
+    if qc is not None:
+        metadata = bundle / "configs" / "metadata.json"
+        updated = {**json.loads(metadata.read_text()), "qc": qc}
+        atomic_write_text(metadata, json.dumps(updated, indent=4, ensure_ascii=False) + "\n")
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     if "model" not in state:  # ignite saves a lone network's state dict bare
         state = {"model": state}

@@ -8,7 +8,7 @@ samples, undefined statistics) are listed in the report's "Warnings" section rat
 
 The page's building blocks are public so that other reports (``sonomuscle demo``) read the same:
 :func:`agreement_html`, :func:`warnings_html`, :func:`overlay_figure`, :func:`embedded_figure`,
-:func:`write_page`, :func:`collected_warnings` and :func:`nan_to_null`.
+:func:`linked_thumbnail`, :func:`write_page`, :func:`collected_warnings` and :func:`nan_to_null`.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from PIL import Image
 
 from sonomuscle import quiet_library_notices
 from sonomuscle.io import atomic_write_text
@@ -215,9 +216,25 @@ def embedded_picture(path: Path, alt: str) -> str:
     return _img(path.read_bytes(), kind, alt)
 
 
+def linked_thumbnail(path: Path, href: str, alt: str, width: int = 320) -> str:
+    """A small JPEG copy of a picture inside the page, linked to the full picture: many overlays stay
+    readable without making the page as heavy as all of them; a line if the file is missing."""
+    if not path.is_file():
+        return f"({html.escape(alt)}: {html.escape(path.name)} was not written)"
+    with Image.open(path) as picture:
+        picture.thumbnail((width, 4 * width))
+        buffer = io.BytesIO()
+        picture.convert("RGB").save(buffer, "JPEG", quality=85)
+    return f'<a href="{html.escape(href)}">{_img_tag(buffer.getvalue(), "jpeg", alt)}</a>'
+
+
 def _img(data: bytes, kind: str, alt: str) -> str:
+    return f"<p>{_img_tag(data, kind, alt)}</p>"
+
+
+def _img_tag(data: bytes, kind: str, alt: str) -> str:
     encoded = base64.b64encode(data).decode("ascii")
-    return f'<p><img alt="{html.escape(alt)}" src="data:image/{kind};base64,{encoded}"></p>'
+    return f'<img alt="{html.escape(alt)}" src="data:image/{kind};base64,{encoded}">'
 
 
 def format_fraction(value: float | None) -> str:

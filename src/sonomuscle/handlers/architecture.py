@@ -39,17 +39,36 @@ from sonomuscle.handlers.overlays import VideoOverlays, draw_measures, measured_
 from sonomuscle.handlers.trained_channels import TrainedChannels
 from sonomuscle.handlers.volumetric import known_spacing
 from sonomuscle.io import atomic_write_rows
-from sonomuscle.measures.architecture import ArchitectureResult, measure_architecture
+from sonomuscle.measures.architecture import ArchitectureResult, LateralPosition, measure_architecture
 from sonomuscle.transforms.confidence import CONFIDENCE
+from sonomuscle.transforms.crop import PICTURE_END, PICTURE_START
 from sonomuscle.transforms.io import CALIBRATION
 
-MEASURES = ("thickness", "thickness_mean", "pennation_angle", "fascicle_length", "n_fascicles")
 CHANNEL_NAMES = ("aponeurosis", "fascicle")
 # per channel: the measures of that structure itself, and all that need it (fascicles need aponeuroses)
-OWN_MEASURES = (("thickness", "thickness_mean"), ("pennation_angle", "fascicle_length", "n_fascicles"))
+OWN_MEASURES = (
+    ("thickness", "thickness_mean", "thickness_vertical", "thickness_at", "thickness_vertical_at"),
+    (
+        "pennation_angle",
+        "pennation_angle_superficial",
+        "pennation_angle_spread",
+        "fascicle_length",
+        "n_fascicles",
+    ),
+)
+MEASURES = OWN_MEASURES[0] + OWN_MEASURES[1]
 NEEDS_CHANNEL = (MEASURES, OWN_MEASURES[1])
 # what a row and an overlay need of a prediction's meta
-CASE_META = (ImageMetaKey.FILENAME_OR_OBJ, FRAME_KEY, TIME_KEY, RATE_KEY, CALIBRATION, CONFIDENCE)
+CASE_META = (
+    ImageMetaKey.FILENAME_OR_OBJ,
+    FRAME_KEY,
+    TIME_KEY,
+    RATE_KEY,
+    CALIBRATION,
+    CONFIDENCE,
+    PICTURE_START,
+    PICTURE_END,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +93,7 @@ class ArchitectureMeasurements:
         picture_key: str | None = None,
         mask_writer: Callable | None = None,
         background: bool = False,
+        thickness_at: str | float | None = None,
     ) -> None:
         self.path = Path(output_dir) / filename
         self.pred_key = pred_key
@@ -83,7 +103,8 @@ class ArchitectureMeasurements:
         self.picture_key = picture_key
         self.background = switch("--measure_in_background", background)  # "false" from the command line
         self.rows: list[dict] = []
-        self._measurer = CaseMeasurer(self.overlay_dir, mask_writer)
+        position = None if thickness_at in (None, "") else LateralPosition.parse(thickness_at)
+        self._measurer = CaseMeasurer(self.overlay_dir, mask_writer, position)
         self._worker: Worker | None = None
 
     def attach(self, engine) -> None:
@@ -192,12 +213,19 @@ def case_of(
 class CaseMeasurer:
     """Measures cases, draws their overlays (JPEG per image, mp4 per loop, with ``overlay_dir``) and gives a
     still image's masks to ``mask_writer`` (a transform of ``pred_<structure>`` channel-first masks, such as
-    MONAI's ``SaveImaged``; frames are not written one by one, their video shows them)."""
+    MONAI's ``SaveImaged``; frames are not written one by one, their video shows them). ``thickness_at``: where
+    the user's own thickness is measured."""
 
-    def __init__(self, overlay_dir: Path | None, mask_writer: Callable | None = None) -> None:
+    def __init__(
+        self,
+        overlay_dir: Path | None,
+        mask_writer: Callable | None = None,
+        thickness_at: LateralPosition | None = None,
+    ) -> None:
         self.overlay_dir = overlay_dir
         self.videos = None if overlay_dir is None else VideoOverlays(overlay_dir)
         self.mask_writer = mask_writer
+        self.thickness_at = thickness_at
 
     def measure(self, case: Case, untrained: Sequence[str] = ()) -> dict:
         """One CSV row; measures of ``untrained`` channels are left empty with the reason in ``qc``."""
@@ -210,11 +238,11 @@ class CaseMeasurer:
         for name, confidence in zip(CHANNEL_NAMES, meta.get(CONFIDENCE, ()), strict=False):
             row[f"confidence_{name}"] = round(float(confidence), 3)
         try:
-            measured, result = _measures(case.masks, case.spacing)
+            measured, result = _measures(case.masks, case.spacing, self.thickness_at, _picture(meta))
             row.update(_trusted(measured, untrained))
             if case.reference is not None:
                 reference, borrowed = _fill_unannotated(case.reference, case.masks)
-                ref, _ = _measures(reference > 0.5, case.spacing)
+                ref, _ = _measures(reference > 0.5, case.spacing, self.thickness_at, _picture(meta))
                 for channel in borrowed:  # compared with itself: no reference for these
                     ref.update(dict.fromkeys(OWN_MEASURES[channel], math.nan))
                 row.update({f"ref_{k}": v for k, v in ref.items()})
@@ -323,10 +351,22 @@ def _binary(masks: torch.Tensor) -> np.ndarray:
     return np.asarray(masks.detach().cpu()) > 0.5
 
 
-def _measures(masks: np.ndarray, spacing: tuple[float, float] | None) -> tuple[dict, ArchitectureResult]:
+def _picture(meta: dict) -> tuple[int, int] | None:
+    """The ultrasound picture's columns in the file, where the crop recorded them."""
+    if PICTURE_START not in meta:
+        return None
+    return int(meta[PICTURE_START]), int(meta[PICTURE_END])
+
+
+def _measures(
+    masks: np.ndarray,
+    spacing: tuple[float, float] | None,
+    thickness_at: LateralPosition | None = None,
+    picture: tuple[int, int] | None = None,
+) -> tuple[dict, ArchitectureResult]:
     """Architecture measures of a ``(2, X, Y)`` boolean aponeurosis/fascicle mask pair, as a row and as the
     result."""
-    result = measure_architecture(masks[0], masks[1], spacing)
+    result = measure_architecture(masks[0], masks[1], spacing, thickness_at, picture)
     row = result.as_row()
     keys = (*MEASURES, "fascicle_direction", "units", "qc")
     return {k: row[k] for k in keys}, result

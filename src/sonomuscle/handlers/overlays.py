@@ -172,7 +172,7 @@ def _caption(row: dict) -> str:
     parts = [f"thickness {row['thickness']:.1f} {units}"]
     if not math.isnan(row["pennation_angle"]):
         parts += [
-            f"pennation {row['pennation_angle']:.1f}°",
+            f"pennation {row['pennation_angle']:.1f}° deep, {row['pennation_angle_superficial']:.1f}° sup.",
             f"fascicle length {row['fascicle_length']:.1f} {units}",
         ]
     return "   ".join(parts)

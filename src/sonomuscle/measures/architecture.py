@@ -1,17 +1,30 @@
 """Muscle architecture from a longitudinal image's masks: thickness, pennation angle, fascicle length.
 
-Definitions (shared with the ``architecture2d`` phantoms): ``L_s`` is the deep edge of the superficial
-aponeurosis, ``L_d`` the superficial edge of the deep one, both fitted as straight lines ``y = a + b·x`` in mm
-(x lateral, y depth). Thickness is the distance from ``L_d`` to ``L_s`` along ``L_d``'s normal, at the image's
-lateral centre and averaged over the columns where both aponeuroses are present. A fascicle is a straight
-line fitted to an annotated piece; its pennation angle is its angle to ``L_d`` and its length runs between
-its intersections with ``L_d`` and ``L_s``, extrapolated beyond the image where needed. An image's angle and
-length are medians over its fascicles, each weighted by how much of it is visible: a network marks short
-speckle streaks as well as clear fascicles, and the streaks are flatter than the fascicles annotators trace
-(23 DL_Track validation images: angles 3.7° flat on average with the plain median, 2.8° weighted). Fascicles
+Definitions (shared with the ``architecture2d`` phantoms; drawn in docs/CONVENTIONS.md): ``L_s`` is the deep
+edge of the superficial aponeurosis, ``L_d`` the superficial edge of the deep one, both fitted as straight
+lines ``y = a + b·x`` in mm (x lateral, y depth). Thickness is the distance from ``L_d`` to ``L_s`` along
+``L_d``'s normal, at the image's lateral centre and averaged over the columns where both aponeuroses are
+present; labs that measure straight down the image get ``thickness_vertical`` (at the centre), and both at
+a place of the user's choosing (``thickness_at``, ``thickness_vertical_at``). A fascicle is a straight line
+fitted to an annotated piece; its pennation angle is its angle to ``L_d`` (``pennation_angle``) and to
+``L_s`` (``pennation_angle_superficial``, TimTrack's and UltraTrack's definition), and its length runs
+between its intersections with ``L_d`` and ``L_s``, extrapolated beyond the image where needed. An image's
+length is the median over its fascicles, each weighted by how much of it is visible, and its angle the upper
+quartile of the same weighting: a network marks short speckle streaks as well as clear fascicles, and the
+streaks are flatter than the fascicles annotators trace, so the distribution has a flat tail that pulls its
+median down (23 DL_Track validation images: angles 3.7° flat on average with the plain median, 2.8°
+weighted; on the held-out DL_Track test images bias −1.0° with the weighted median, +0.2° with the upper
+quartile, MAE 1.82° → 1.76°; against other labs' observers, vastus lateralis −2.9° → −0.4°, gastrocnemius
+−3.6° → −1.4°). Fascicles
 may descend to either side of the image: the side most of the visible fascicle length takes is the
 muscle's (``fascicle_direction``, so no orientation flag is needed), and pieces tilted the other way, which
 no fascicle of this muscle is, are dropped.
+
+The two aponeuroses are the bands that bound the layer the fascicles lie in: of the bands one above the other
+with no band between them, the pair whose layer holds the most fascicle pixels (a subcutaneous septum or a
+deeper muscle's aponeurosis is a band too). Pieces of a broken band on one line are joined; a band spanning
+less than ``MIN_BAND_SPAN`` of the width is a fragment, never an aponeurosis: without two bands that span
+enough, thickness stays empty with the reason.
 
 Masks come from a network, so every step tolerates what networks output: merged or missing aponeuroses,
 thick, broken or noisy fascicle pieces, spurious blobs. What cannot be measured becomes NaN with a reason in
@@ -31,9 +44,13 @@ from skimage.morphology import skeletonize
 from sonomuscle.errors import InputError
 from sonomuscle.measures.spacing import checked_spacing
 
-# plausible angle between a fascicle and the deep aponeurosis (degrees)
-ANGLE_RANGE_DEG = (2.0, 60.0)
-# a fascicle piece must span this many pixels and stay this close (rms, pixels) to its line
+# plausible angle between a fascicle and the deep aponeurosis (degrees): wide enough that the fascicles of a
+# strongly contracted muscle (up to 60°, give or take a piece's noise) are never cut off
+ANGLE_RANGE_DEG = (2.0, 80.0)
+# a fascicle piece must span this many pixels and stay this close (rms, pixels) to its line; pixels of a
+# picture REFERENCE_PX wide (or deep), scaled with the picture's size: the network sees every picture at one
+# size, so the same picture at another resolution must keep and merge the same pieces
+REFERENCE_PX = 512
 MIN_PIECE_PX = 8.0
 MAX_PIECE_RESIDUAL_PX = 1.5
 # fragments of one fascicle: directions within this angle and each centre this close to the other's line
@@ -42,6 +59,14 @@ MERGE_OFFSET_PX = 2.0
 # the two aponeuroses must share this many columns to be measured against each other
 MIN_EDGE_COLUMNS = 5
 MAX_EDGE_COLUMNS = 160  # columns an edge line is fitted to
+# a band narrower than this share of the picture's width is a fragment (annotated aponeuroses of the DL_Track
+# images span 0.35–1.0 of the width, 1st percentile 0.41), and bands smaller than this many pixels are noise
+MIN_BAND_SPAN = 0.25
+MIN_BAND_PX = 20
+# the quantile of the fascicles' length-weighted angles reported as the image's (see the module's description)
+ANGLE_QUANTILE = 0.75
+# a second layer holding more than this share of the chosen layer's fascicle pixels makes the pair uncertain
+UNCERTAIN_PAIR = 0.5
 
 
 @dataclass
@@ -78,7 +103,14 @@ class ArchitectureResult:
     thickness_mean: float
     pennation_angle: float
     fascicle_length: float
+    thickness_vertical: float = math.nan
+    thickness_at: float = math.nan
+    thickness_vertical_at: float = math.nan
+    pennation_angle_superficial: float = math.nan
+    # interquartile range of the fascicles' angles, weighted like the angle
+    pennation_angle_spread: float = math.nan
     pennation_angles: list[float] = field(default_factory=list)
+    pennation_angles_superficial: list[float] = field(default_factory=list)
     fascicle_lengths: list[float] = field(default_factory=list)
     visible_lengths: list[float] = field(default_factory=list)
     fascicle_direction: str = ""  # "down-right" or "down-left": found, so no orientation flag is needed
@@ -101,7 +133,12 @@ class ArchitectureResult:
             for k in (
                 "thickness",
                 "thickness_mean",
+                "thickness_vertical",
+                "thickness_at",
+                "thickness_vertical_at",
                 "pennation_angle",
+                "pennation_angle_superficial",
+                "pennation_angle_spread",
                 "fascicle_length",
                 "fascicle_direction",
                 "units",
@@ -110,37 +147,99 @@ class ArchitectureResult:
         return {**row, "n_fascicles": self.n_fascicles, "qc": "; ".join(self.qc)}
 
 
+@dataclass(frozen=True)
+class LateralPosition:
+    """Where across the picture a lab measures thickness: a fraction of the width or a pixel column."""
+
+    value: float
+    is_fraction: bool
+
+    @classmethod
+    def parse(cls, text: str | float) -> LateralPosition:
+        """``0.2`` is a fifth of the width from the left edge; ``120`` or ``120px`` is pixel column 120."""
+        spoken = str(text).strip().lower()
+        try:
+            value = float(spoken.removesuffix("px"))
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value) or value < 0 or (spoken.endswith("px") and value < 1):
+            raise InputError(
+                None,
+                f"thickness position {text!r} is neither a fraction of the width (0–1) nor a column (e.g. 120px)",
+            )
+        return cls(value, is_fraction=value <= 1 and not spoken.endswith("px"))
+
+    def column(self, picture: tuple[int, int]) -> float:
+        """The pixel column (centre of pixel 0 is 0) in the file, for a picture spanning columns
+        ``picture[0]`` to ``picture[1] - 1``; a column given in pixels counts from the picture's left edge."""
+        first, last = picture[0], picture[1] - 1
+        column = first + (self.value * (last - first) if self.is_fraction else self.value)
+        if column > last:
+            raise InputError(
+                None, f"thickness position column {column:g} lies beyond the picture's last column {last}"
+            )
+        return column
+
+
 def measure_architecture(
-    aponeurosis: np.ndarray, fascicle: np.ndarray | None, spacing: tuple[float, float] | None
+    aponeurosis: np.ndarray,
+    fascicle: np.ndarray | None,
+    spacing: tuple[float, float] | None,
+    thickness_at: LateralPosition | None = None,
+    picture: tuple[int, int] | None = None,
 ) -> ArchitectureResult:
-    """Thickness, pennation angle and fascicle length from (X, Y) masks; no fascicle mask → thickness only."""
+    """Thickness, pennation angle and fascicle length from (X, Y) masks; no fascicle mask → thickness only.
+
+    ``thickness_at``: where ``thickness_at`` and ``thickness_vertical_at`` are measured (else left empty);
+    ``picture``: the columns ``[start, end)`` of the ultrasound picture in a screen capture (default: all),
+    whose centre and width these places refer to.
+    """
     step = checked_spacing(spacing, 2)
     apo = _checked_mask(aponeurosis, "aponeurosis")
-    qc: list[str] = []
-    superficial, deep, shared_columns = _aponeurosis_lines(apo, step, qc)
-    thickness = thickness_mean = math.nan
-    if superficial is not None and deep is not None:
-        thickness = _normal_distance((apo.shape[0] - 1) / 2 * step[0], deep, superficial)
-        thickness_mean = float(np.mean(_normal_distance(shared_columns, deep, superficial)))
-    angles: list[float] = []
-    lengths: list[float] = []
-    visible: list[float] = []
-    direction = ""
-    lines: list[tuple[np.ndarray, np.ndarray]] = []
+    fas = None
     if fascicle is not None:
         fas = _checked_mask(fascicle, "fascicle")
         if fas.shape != apo.shape:
             raise InputError(None, f"fascicle mask shape {fas.shape} differs from aponeurosis {apo.shape}")
+    qc: list[str] = []
+    superficial, deep, shared_columns = _aponeurosis_lines(apo, fas, step, qc)
+    thickness = dict.fromkeys(("thickness", "thickness_mean", "thickness_vertical"), math.nan)
+    thickness.update(thickness_at=math.nan, thickness_vertical_at=math.nan)
+    picture = (0, apo.shape[0]) if picture is None else picture
+    if superficial is not None and deep is not None:
+        centre = (picture[0] + picture[1] - 1) / 2 * step[0]
+        thickness.update(
+            thickness=_normal_distance(centre, deep, superficial),
+            thickness_mean=float(np.mean(_normal_distance(shared_columns, deep, superficial))),
+            thickness_vertical=float(deep.y(centre) - superficial.y(centre)),
+        )
+        if thickness_at is not None:
+            x = thickness_at.column(picture) * step[0]
+            thickness.update(
+                thickness_at=_normal_distance(x, deep, superficial),
+                thickness_vertical_at=float(deep.y(x) - superficial.y(x)),
+            )
+    angles: list[float] = []
+    angles_superficial: list[float] = []
+    lengths: list[float] = []
+    visible: list[float] = []
+    direction = ""
+    lines: list[tuple[np.ndarray, np.ndarray]] = []
+    if fas is not None:
         if superficial is None or deep is None:
             qc.append("fascicles not measured without both aponeuroses")
         else:
             angles, lengths, visible, direction, lines = _fascicles(fas, superficial, deep, step, qc)
+            angles_superficial = [_angle_deg(d, superficial.direction) for _, d in lines]
     return ArchitectureResult(
-        thickness=thickness,
-        thickness_mean=thickness_mean,
-        pennation_angle=weighted_median(angles, visible),
+        **thickness,
+        pennation_angle=weighted_quantile(angles, visible, ANGLE_QUANTILE),
+        pennation_angle_superficial=weighted_quantile(angles_superficial, visible, ANGLE_QUANTILE),
+        pennation_angle_spread=weighted_quantile(angles, visible, 0.75)
+        - weighted_quantile(angles, visible, 0.25),
         fascicle_length=weighted_median(lengths, visible),
         pennation_angles=angles,
+        pennation_angles_superficial=angles_superficial,
         fascicle_lengths=lengths,
         visible_lengths=visible,
         fascicle_direction=direction,
@@ -161,26 +260,128 @@ def _checked_mask(mask: np.ndarray, name: str) -> np.ndarray:
     return mask.astype(bool)
 
 
+@dataclass
+class Band:
+    """A bright band of the aponeurosis mask: one component, or collinear pieces of one broken band."""
+
+    coords: np.ndarray  # (n, 2) pixel indices (x, y)
+
+    @property
+    def area(self) -> int:
+        return len(self.coords)
+
+    @property
+    def span(self) -> int:
+        """How many columns the band reaches across, first to last."""
+        return int(np.ptp(self.coords[:, 0])) + 1
+
+    def depth_at(self, columns: np.ndarray) -> float:
+        """Median depth (row) over those of ``columns`` the band covers."""
+        inside = np.isin(self.coords[:, 0], columns)
+        return float(np.median(self.coords[inside, 1])) if inside.any() else math.nan
+
+    def continues(self, other: Band, tolerance: float) -> bool:
+        """Whether ``other`` lies beside this band (sharing few columns) on its extrapolated centre line."""
+        shared = np.intersect1d(self.coords[:, 0], other.coords[:, 0])
+        if len(shared) > 0.2 * min(self.span, other.span):
+            return False
+        slope, intercept = np.polyfit(self.coords[:, 0], self.coords[:, 1], 1)
+        return bool(
+            abs(np.median(other.coords[:, 1] - (intercept + slope * other.coords[:, 0]))) <= tolerance
+        )
+
+
+def _bands(apo: np.ndarray) -> list[Band]:
+    """The mask's bands, largest first: components of ``MIN_BAND_PX`` pixels or more, with pieces that
+    continue a larger band across a gap joined to it (a network breaks a faint aponeurosis)."""
+    components = sorted(
+        (Band(r.coords) for r in regionprops(label(apo, connectivity=2)) if r.area >= MIN_BAND_PX),
+        key=lambda b: b.area,
+        reverse=True,
+    )
+    tolerance = max(3.0, 0.02 * apo.shape[1])
+    bands: list[Band] = []
+    for piece in components:
+        host = next((band for band in bands if band.continues(piece, tolerance)), None)
+        if host is None:
+            bands.append(piece)
+        else:
+            host.coords = np.concatenate([host.coords, piece.coords])
+    return bands
+
+
 def _aponeurosis_lines(
-    apo: np.ndarray, step: np.ndarray, qc: list[str]
+    apo: np.ndarray, fas: np.ndarray | None, step: np.ndarray, qc: list[str]
 ) -> tuple[Line | None, Line | None, np.ndarray]:
     """``L_s``, ``L_d`` (None where unusable) and the lateral positions (mm) where both bands are present.
 
-    The two largest components are the aponeuroses, the shallower one superficial; smaller ones are noise.
+    Bands spanning less than ``MIN_BAND_SPAN`` of the width are fragments and take no part; the pair is
+    chosen by :func:`_layer_pair`.
     """
-    regions = sorted(regionprops(label(apo, connectivity=2)), key=lambda r: r.area, reverse=True)[:2]
-    if len(regions) < 2:
-        qc.append(f"expected two aponeuroses, found {len(regions)} component(s) (missing or merged)")
+    bands = _bands(apo)
+    wide = [band for band in bands if band.span >= MIN_BAND_SPAN * apo.shape[0]]
+    if len(wide) < 2:
+        fragments = len(bands) - len(wide)
+        qc.append(
+            f"expected two aponeuroses, found {len(wide)} band(s) across {MIN_BAND_SPAN:.0%} of the width or "
+            f"more (missing, merged or faint)" + (f" and {fragments} fragment(s)" if fragments else "")
+        )
         return None, None, np.empty(0)
-    shallow, deeper = sorted(regions, key=lambda r: r.centroid[1])
+    pair = _layer_pair(wide, fas, qc)
+    if pair is None:
+        qc.append("no two aponeurosis bands lie one above the other")
+        return None, None, np.empty(0)
+    shallow, deeper = pair
     shared = np.intersect1d(shallow.coords[:, 0], deeper.coords[:, 0]) * step[0]
-    if len(shared) < MIN_EDGE_COLUMNS:
-        # side by side, not one above the other: pieces of one broken band
-        qc.append("the two largest aponeurosis components do not lie one above the other")
-        return None, None, shared
     superficial = _edge_line(shallow.coords, step, deep_edge=True)
     deep = _edge_line(deeper.coords, step, deep_edge=False)
     return superficial, deep, shared
+
+
+def _layer_pair(bands: list[Band], fas: np.ndarray | None, qc: list[str]) -> tuple[Band, Band] | None:
+    """The (superficial, deep) bands around the layer the fascicles lie in; None if no band lies above another.
+
+    Candidates are pairs sharing ``MIN_EDGE_COLUMNS`` columns, one above the other, with no third band between
+    them over half or more of those columns. The layer holding the most fascicle pixels wins; without
+    fascicles (or where no layer holds any) the pair with the most aponeurosis pixels. Where another layer
+    holds more than ``UNCERTAIN_PAIR`` of the winner's fascicle pixels, the choice is uncertain: ``qc`` says so.
+    """
+    pairs = []
+    for a in bands:
+        for b in bands:
+            shared = np.intersect1d(a.coords[:, 0], b.coords[:, 0])
+            if len(shared) < MIN_EDGE_COLUMNS:
+                continue
+            top, bottom = a.depth_at(shared), b.depth_at(shared)
+            if top >= bottom or any(
+                top < c.depth_at(shared) < bottom and np.isin(shared, c.coords[:, 0]).mean() >= 0.5
+                for c in bands
+                if c is not a and c is not b
+            ):
+                continue
+            pairs.append((_fascicle_pixels(fas, a, b, shared), a.area + b.area, a, b))
+    if not pairs:
+        return None
+    pairs.sort(key=lambda p: p[:2], reverse=True)
+    if len(pairs) > 1 and pairs[0][0] > 0 and pairs[1][0] > UNCERTAIN_PAIR * pairs[0][0]:
+        qc.append(
+            f"aponeurosis pair uncertain: another layer holds {pairs[1][0] / pairs[0][0]:.0%} as many fascicle "
+            "pixels as the one measured"
+        )
+    return pairs[0][2], pairs[0][3]
+
+
+def _fascicle_pixels(fas: np.ndarray | None, upper: Band, lower: Band, columns: np.ndarray) -> int:
+    """Fascicle-mask pixels between two bands, over the columns they share."""
+    if fas is None:
+        return 0
+    top = np.full(fas.shape[0], -1)  # per column, the deepest row of the upper band
+    np.maximum.at(top, upper.coords[:, 0], upper.coords[:, 1])
+    bottom = np.full(fas.shape[0], fas.shape[1])  # per column, the shallowest row of the lower band
+    np.minimum.at(bottom, lower.coords[:, 0], lower.coords[:, 1])
+    below = np.cumsum(fas[columns], axis=1)  # fascicle pixels down to each row
+    rows = np.arange(len(columns))
+    return int(np.maximum(below[rows, bottom[columns] - 1] - below[rows, top[columns]], 0).sum())
 
 
 def _edge_line(coords: np.ndarray, step: np.ndarray, deep_edge: bool) -> Line:
@@ -207,9 +408,14 @@ def _normal_distance(x: float | np.ndarray, deep: Line, superficial: Line) -> fl
 
 def weighted_median(values: list[float], weights: list[float]) -> float:
     """The value at half the total weight (the lower one on a tie); NaN for no values."""
+    return weighted_quantile(values, weights, 0.5)
+
+
+def weighted_quantile(values: list[float], weights: list[float], q: float) -> float:
+    """The value at ``q`` of the total weight (the lower one on a tie); NaN for no values."""
     if not values:
         return math.nan
-    return float(np.quantile(values, 0.5, weights=weights, method="inverted_cdf"))
+    return float(np.quantile(values, q, weights=weights, method="inverted_cdf"))
 
 
 def _fascicles(
@@ -218,14 +424,15 @@ def _fascicles(
     """Per-fascicle pennation angles (deg), lengths and visible lengths of the plausible, merged pieces that
     descend the way most of the muscle's fascicles do, that way (``down-right`` or ``down-left``), and
     their lines (centre, direction)."""
-    pieces = _piece_lines(fas, step)
+    pixel = float(np.sqrt(step.prod())) * max(fas.shape) / REFERENCE_PX  # mm of a reference pixel
+    pieces = _piece_lines(fas, step, pixel)
     plausible = [
         p for p in pieces if ANGLE_RANGE_DEG[0] <= _angle_deg(p[1], deep.direction) <= ANGLE_RANGE_DEG[1]
     ]
     dropped = len(pieces) - len(plausible)
     if dropped:
         qc.append(f"{dropped} fascicle piece(s) at an implausible angle dropped")
-    lines = _merge_collinear(plausible, step)
+    lines = _merge_collinear(plausible, pixel)
     if not lines:
         qc.append("no measurable fascicle")
         return [], [], [], "", []
@@ -260,14 +467,18 @@ def _fit(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return centre, vt[0]
 
 
-def _piece_lines(fas: np.ndarray, step: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """(centre, direction, points) in mm of each long, line-like component of the skeletonised mask.
+def _piece_lines(
+    fas: np.ndarray, step: np.ndarray, pixel: float
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(centre, direction, points) in mm of each long, line-like component of the skeletonised mask;
+    ``pixel``: the mm of one reference pixel (``REFERENCE_PX``).
 
     All components are fitted at once from their moments (a network's fascicle mask skeletonises into
     dozens of pieces; one SVD per piece cost more than the rest of the measures together).
     """
-    pixel = float(np.sqrt(step.prod()))
-    labels = label(skeletonize(fas), connectivity=2)
+    # skimage's thinning is not mirror-symmetric (a picture and its mirror image kept different pieces:
+    # angles up to 1.4° apart); the union of both thinnings is, by construction
+    labels = label(skeletonize(fas) | skeletonize(fas[::-1])[::-1], connectivity=2)
     xs, ys = np.nonzero(labels)
     if not len(xs):
         return []
@@ -288,19 +499,20 @@ def _piece_lines(fas: np.ndarray, step: np.ndarray) -> list[tuple[np.ndarray, np
     along = (offsets * np.repeat(directions, counts, axis=0)).sum(axis=1)
     spans = np.maximum.reduceat(along, starts) - np.minimum.reduceat(along, starts)
     keep = (counts >= 2) & (spans >= MIN_PIECE_PX * pixel) & (across <= MAX_PIECE_RESIDUAL_PX * pixel)
-    return [
-        (centres[i], directions[i], points[starts[i] : starts[i] + counts[i]]) for i in np.flatnonzero(keep)
-    ]
+    # longest first: merging is greedy, and an order by size (not by raster position) is the same for the
+    # picture and its mirror image
+    kept = sorted(np.flatnonzero(keep), key=lambda i: (-spans[i], -counts[i]))
+    return [(centres[i], directions[i], points[starts[i] : starts[i] + counts[i]]) for i in kept]
 
 
 def _merge_collinear(
-    pieces: list[tuple[np.ndarray, np.ndarray, np.ndarray]], step: np.ndarray
+    pieces: list[tuple[np.ndarray, np.ndarray, np.ndarray]], pixel: float
 ) -> list[tuple[np.ndarray, np.ndarray, float]]:
     """Join fragments of one fascicle (same direction, on each other's line) and refit each group.
 
     Each line is (centre, direction, visible length), the last the extent of its points along the line.
     """
-    offset = MERGE_OFFSET_PX * float(np.sqrt(step.prod()))
+    offset = MERGE_OFFSET_PX * pixel
     min_cos = math.cos(math.radians(MERGE_ANGLE_DEG))
     groups: list[list[int]] = []
     leaders: list[int] = []  # each group's first piece, the one others are compared with

@@ -1,42 +1,98 @@
-"""Which muscle-architecture results to distrust: parts not found, too little evidence, values no muscle has.
+"""Which muscle-architecture results to distrust: parts not found, too little evidence, values no muscle has,
+and results the model was less sure of than of nearly all its own validation images.
 
-The ranges are wide on purpose: a flag asks a person to look at the overlay, it does not judge the image.
-B-mode studies of adult limb muscles report pennation angles of about 5–40° (more in hypertrophied
-muscle), thickness from a few mm to about 60 mm and fascicle lengths of about 20–200 mm. Thickness and
-length are only checked in mm; in pixels they say nothing about anatomy.
+Two kinds of threshold. Anatomy and geometry hold for every model: B-mode studies of adult limb muscles
+report pennation angles of about 5–40° at rest and up to about 60° in strongly contracted or hypertrophied
+muscle, thickness from a few mm to about 60 mm and fascicle lengths of about 20–250 mm (checked in mm only;
+in pixels they say nothing about anatomy), and the fascicles of one picture run nearly parallel. The
+ranges are wide on purpose: a flag asks a person to look at the overlay, it does not judge the image.
+
+How sure a network is depends on the network: the confidence thresholds (:class:`QCThresholds`) are stored
+with the model, in its bundle's ``configs/metadata.json`` under ``"qc"``, and recalibrated whenever it is
+retrained (:func:`calibrated_thresholds`: a low quantile of the confidences on the model's own validation
+images, so a flag means "less sure than of 95 % of the pictures it was validated on").
 """
 
 from __future__ import annotations
 
+import json
 import math
+import os
 from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
-PLAUSIBLE_ANGLE_DEG = (4.0, 45.0)
-# mean sigmoid output inside the predicted aponeuroses (sonomuscle.transforms.confidence, on the network's
-# grid) below which the network guessed rather than saw them. On the 87 held-out DL_Track test images of the
-# shipped model the confidence follows the aponeurosis Dice (Spearman 0.58); the 3 images below 0.89 scored
-# Dice 0.39–0.66 (the others 0.83 on average). Measured on the upsampled masks, as before 0.8, the
-# confidence ran 0.015 lower and the same 3 images fell below 0.88.
-MIN_APONEUROSIS_CONFIDENCE = 0.89
+import numpy as np
+
+PLAUSIBLE_ANGLE_DEG = (4.0, 65.0)
 PLAUSIBLE_MM = {"thickness": (3.0, 80.0), "fascicle_length": (15.0, 250.0)}
 MIN_FASCICLES = 3
+# interquartile range of the fascicles' angles (weighted like the median) above which they are not the
+# parallel fascicles of one muscle: a wrong aponeurosis, another muscle's fascicles, or streaks of speckle
+MAX_ANGLE_SPREAD_DEG = 8.0
+CALIBRATION_QUANTILE = 0.05
+CONFIDENCE_COLUMNS = ("confidence_aponeurosis", "confidence_fascicle")
 
 
-def quality_flags(row: Mapping[str, object]) -> list[str]:
+@dataclass(frozen=True)
+class QCThresholds:
+    """The model-specific thresholds: the lowest mean probability inside each predicted structure that the
+    model gave to nearly all its validation images (NaN: not calibrated, no check)."""
+
+    min_confidence_aponeurosis: float = math.nan
+    min_confidence_fascicle: float = math.nan
+
+    @classmethod
+    def of_bundle(cls, bundle: str | os.PathLike) -> QCThresholds:
+        """The thresholds stored in ``bundle/configs/metadata.json`` (``"qc"``); none for a bundle without."""
+        metadata = json.loads((Path(bundle) / "configs" / "metadata.json").read_text())
+        stored = metadata.get("qc", {})
+        return cls(**{k: float(v) for k, v in stored.items() if k in cls.__dataclass_fields__})
+
+    def as_metadata(self, source: str) -> dict:
+        """The ``"qc"`` entry of a bundle's metadata, saying what it was calibrated on."""
+        return {**{k: round(v, 3) for k, v in asdict(self).items()}, "calibrated_on": source}
+
+
+def calibrated_thresholds(rows: Mapping[str, object] | object) -> QCThresholds:
+    """Thresholds from a table of the model's results on its validation images (columns
+    ``confidence_aponeurosis``, ``confidence_fascicle``): the ``CALIBRATION_QUANTILE`` of each."""
+    values = {}
+    for column in CONFIDENCE_COLUMNS:
+        confidences = np.asarray(rows[column], dtype=float)  # type: ignore[index]
+        confidences = confidences[np.isfinite(confidences)]
+        values[f"min_{column}"] = (
+            float(np.quantile(confidences, CALIBRATION_QUANTILE)) if len(confidences) else math.nan
+        )
+    return QCThresholds(**values)
+
+
+def quality_flags(row: Mapping[str, object], thresholds: QCThresholds = QCThresholds()) -> list[str]:
     """Reasons to distrust one measurements row (its ``error``, when set, already says why it is empty)."""
     if row.get("error"):
         return []
     value = {
-        k: _number(row.get(k)) for k in ("thickness", "pennation_angle", "fascicle_length", "n_fascicles")
+        k: _number(row.get(k))
+        for k in ("thickness", "pennation_angle", "fascicle_length", "n_fascicles", "pennation_angle_spread")
     }
     if math.isnan(value["thickness"]):
-        return ["aponeuroses not found"]
-    flags = []
-    confidence = _number(row.get("confidence_aponeurosis"))
-    if _outside(confidence, MIN_APONEUROSIS_CONFIDENCE, 1.0):
-        flags.append(f"low model confidence in the aponeuroses ({confidence:.2f})")
+        why = [part for part in str(row.get("qc") or "").split("; ") if "aponeuros" in part]
+        return ["aponeuroses not found" + (f" ({why[0]})" if why else "")]
+    flags = [
+        part for part in str(row.get("qc") or "").split("; ") if part.startswith("aponeurosis pair uncertain")
+    ]
+    for structure in ("aponeurosis", "fascicle"):
+        confidence = _number(row.get(f"confidence_{structure}"))
+        minimum = getattr(thresholds, f"min_confidence_{structure}")
+        if not math.isnan(minimum) and _outside(confidence, minimum, 1.0):
+            flags.append(f"low model confidence in the {structure} ({confidence:.2f} < {minimum:.2f})")
     if not math.isnan(value["n_fascicles"]) and value["n_fascicles"] < MIN_FASCICLES:
         flags.append(f"{value['n_fascicles']:.0f} fascicle(s) found, fewer than {MIN_FASCICLES}")
+    elif _outside(value["pennation_angle_spread"], 0.0, MAX_ANGLE_SPREAD_DEG):
+        flags.append(
+            f"fascicle angles spread over {value['pennation_angle_spread']:.1f}° (interquartile), more than "
+            f"{MAX_ANGLE_SPREAD_DEG:g}°"
+        )
     low, high = PLAUSIBLE_ANGLE_DEG
     if _outside(value["pennation_angle"], low, high):
         flags.append(f"pennation angle {value['pennation_angle']:.1f}° outside {low:g}–{high:g}°")

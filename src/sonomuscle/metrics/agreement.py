@@ -11,6 +11,7 @@ MDC95 = 1.96 · √2 · SEM, the smallest change one case must show to exceed me
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -101,8 +102,16 @@ def _icc_absolute(pred: np.ndarray, ref: np.ndarray) -> dict[str, float]:
     return {"icc": float(row["ICC"]), "icc_ci_lower": float(lower), "icc_ci_upper": float(upper)}
 
 
-def bland_altman_plot(pred: ArrayLike, ref: ArrayLike, ax: Axes, units: str = "", title: str = "") -> Axes:
-    """Difference (pred − ref) against the pair mean, with the bias and the 95 % limits of agreement."""
+def bland_altman_plot(
+    pred: ArrayLike,
+    ref: ArrayLike,
+    ax: Axes,
+    units: str = "",
+    title: str = "",
+    names: tuple[str, str] = ("prediction", "reference"),
+) -> Axes:
+    """Difference (pred − ref) against the pair mean, with the bias and the 95 % limits of agreement;
+    ``names`` label the two sides on the axes (e.g. an observer and the others)."""
     pred, ref = np.asarray(pred, dtype=float), np.asarray(ref, dtype=float)
     stats = agreement(pred, ref)  # matplotlib leaves out the NaN pairs that agreement() drops
     ax.scatter((pred + ref) / 2, pred - ref, s=16, alpha=0.7, color="tab:blue")
@@ -116,8 +125,8 @@ def bland_altman_plot(pred: ArrayLike, ref: ArrayLike, ax: Axes, units: str = ""
             ax.axhline(value, linestyle=style, color="tab:red", linewidth=1, label=label)
         ax.legend(fontsize="small", loc="best")
     ax.axhline(0, color="grey", linewidth=0.5)
-    ax.set_xlabel(f"mean of prediction and reference{suffix}")
-    ax.set_ylabel(f"prediction − reference{suffix}")
+    ax.set_xlabel(f"mean of {names[0]} and {names[1]}{suffix}")
+    ax.set_ylabel(f"{names[0]} − {names[1]}{suffix}")
     ax.set_title(title or "Bland–Altman")
     return ax
 
@@ -137,5 +146,23 @@ def scatter_plot(pred: ArrayLike, ref: ArrayLike, ax: Axes, units: str = "", tit
     ax.set_xlabel(f"reference{suffix}")
     ax.set_ylabel(f"prediction{suffix}")
     ax.set_title(title or "prediction vs reference")
+    ax.legend(fontsize="small", loc="best")
+    return ax
+
+
+def errors_by_range_plot(
+    ranges: Sequence[str], mae: Mapping[str, Sequence[float]], ax: Axes, units: str = "", title: str = ""
+) -> Axes:
+    """Mean absolute error per range of the reference value, one bar per series (e.g. software, observers):
+    whether a method's error grows where the values are large or small."""
+    x = np.arange(len(ranges))
+    width = 0.8 / max(len(mae), 1)
+    for i, (label, values) in enumerate(mae.items()):
+        ax.bar(x + (i - (len(mae) - 1) / 2) * width, np.asarray(values, dtype=float), width, label=label)
+    suffix = f" ({units})" if units else ""
+    ax.set_xticks(x, list(ranges))
+    ax.set_xlabel(f"reference value{suffix}")
+    ax.set_ylabel(f"mean absolute error{suffix}")
+    ax.set_title(title or "errors by range")
     ax.legend(fontsize="small", loc="best")
     return ax

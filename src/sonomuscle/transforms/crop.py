@@ -63,12 +63,17 @@ def picture_rows(array: np.ndarray) -> int:
     return int(rows[-1] - rows[0] + 1)
 
 
+# the first column of the picture and the one after its last, in the file's pixels (meta keys)
+PICTURE_START, PICTURE_END = "picture_start", "picture_end"
+
+
 class CropUltrasoundd(CropForegroundd):
     """``CropForegroundd`` to the region a case asks for, in this order: the bounding box of its ROI mask
     under ``roi_key`` (loaded; widened by ``roi_margin`` pixels and then dropped from the data, as masks of
     other sizes would not batch), a user's box ``[x, y, width, height]`` under ``box_key`` in pixels of the
     file (x from the left, y from the top, as image viewers show them), else the ultrasound picture
-    (:func:`ultrasound_area`), or the whole frame with ``whole_frame``."""
+    (:func:`ultrasound_area`), or the whole frame with ``whole_frame``. The columns cropped to are recorded in
+    the meta (``PICTURE_START``, ``PICTURE_END``): measures taken "at the centre" mean the picture's."""
 
     def __init__(
         self,
@@ -108,6 +113,8 @@ class CropUltrasoundd(CropForegroundd):
         lazy_ = self.lazy if lazy is None else lazy
         for key, mode in self.key_iterator(d, self.mode):
             d[key] = self.cropper.crop_pad(img=d[key], box_start=start, box_end=end, mode=mode, lazy=lazy_)
+            if isinstance(d[key], MetaTensor):  # where the picture lies across the file, for the measures
+                d[key].meta[PICTURE_START], d[key].meta[PICTURE_END] = int(start[0]), int(end[0])
         return d
 
     def _picture_box(self, image: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:

@@ -19,10 +19,23 @@ PHANTOM_MODULES = {
 }
 
 
-def write_phantom_dataset(task: str, out: str | Path, n: int, seed: int) -> Path:
-    """Write ``n`` phantoms of ``task`` under ``out`` (deterministic per ``seed``); returns the datalist path."""
+def write_phantom_dataset(
+    task: str, out: str | Path, n: int, seed: int, pennation_range_deg: tuple[float, float] | None = None
+) -> Path:
+    """Write ``n`` phantoms of ``task`` under ``out`` (deterministic per ``seed``); returns the datalist path.
+
+    ``pennation_range_deg`` narrows the ``architecture2d`` phantoms' pennation angles (e.g. steep ones only).
+    """
     if task not in PHANTOM_MODULES:
         raise InputError(None, f"unknown phantom task {task!r}; expected one of {sorted(PHANTOM_MODULES)}")
-    datalist = import_module(PHANTOM_MODULES[task]).write_dataset(Path(out), n, seed)
+    options = {}
+    if pennation_range_deg is not None:
+        low, high = pennation_range_deg
+        if task != "architecture2d" or not 0 < low <= high < 90:
+            raise InputError(
+                None, f"--pennation {low:g},{high:g}: angles between 0 and 90° for --task architecture2d only"
+            )
+        options["pennation_range_deg"] = (low, high)
+    datalist = import_module(PHANTOM_MODULES[task]).write_dataset(Path(out), n, seed, **options)
     print(f"{n} {task} phantoms written to {Path(out)} (datalist: {datalist})")
     return datalist

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -44,10 +45,11 @@ TRUTH_COLUMNS = (
     "pennation_angle_deg",
     "fascicle_length_mm",
 )
-THICKNESS_RANGE_MM = (10.0, 25.0)
-PENNATION_RANGE_DEG = (10.0, 30.0)
+THICKNESS_RANGE_MM = (10.0, 30.0)
+# from long, flat fascicles at rest to strongly contracted gastrocnemius (observers measure up to 55°)
+PENNATION_RANGE_DEG = (5.0, 60.0)
 MAX_TILT_DEG = 4.0
-MAX_CONVERGENCE_DEG = 3.0
+MAX_CONVERGENCE_DEG = 6.0
 BAND_RANGE_MM = (0.6, 1.5)
 
 # backscatter amplitude of each tissue relative to the display's reference level (physics.simulate_bmode);
@@ -169,10 +171,15 @@ class Draws:
 
 
 def make_phantom(
-    rng: np.random.Generator, shape: tuple[int, int] = (256, 256), spacing: float = 0.2
+    rng: np.random.Generator,
+    shape: tuple[int, int] = (256, 256),
+    spacing: float = 0.2,
+    pennation_range_deg: tuple[float, float] = PENNATION_RANGE_DEG,
 ) -> Phantom:
-    """A random pennate muscle: thickness 10–25 mm, pennation 10–30°, tilted and converging aponeuroses."""
-    return render(draw_geometry(rng, shape, spacing), Draws.shared(rng), shape, spacing)
+    """A random pennate muscle: thickness 10–30 mm, pennation in ``pennation_range_deg`` (5–60°), tilted and
+    converging aponeuroses."""
+    geometry = draw_geometry(rng, shape, spacing, pennation_range_deg)
+    return render(geometry, Draws.shared(rng), shape, spacing)
 
 
 def render(
@@ -222,14 +229,17 @@ def render(
     return Phantom(image, bands.astype(np.uint8), fascicle, truth, (spacing, spacing))
 
 
-def write_dataset(out: str | Path, n: int, seed: int) -> Path:
+def write_dataset(
+    out: str | Path, n: int, seed: int, pennation_range_deg: tuple[float, float] = PENNATION_RANGE_DEG
+) -> Path:
     """Write ``n`` phantoms as PNG (images/, aponeurosis/, fascicle/), ``truth.csv`` and ``datalist.json``.
 
     Cases are :func:`~sonomuscle.data.phantoms.dataset.drawn_cases`. Returns the datalist path.
     """
     out = Path(out)
     rows, entries = [], []
-    for name, phantom in drawn_cases(n, seed, make_phantom, "architecture2d phantoms"):
+    make = partial(make_phantom, pennation_range_deg=pennation_range_deg)
+    for name, phantom in drawn_cases(n, seed, make, "architecture2d phantoms"):
         entry: dict = {}
         arrays = {
             "image": np.round(phantom.image * 255),
@@ -248,8 +258,13 @@ def write_dataset(out: str | Path, n: int, seed: int) -> Path:
     return atomic_write_json(out / "datalist.json", split_cases(entries))
 
 
-def draw_geometry(rng: np.random.Generator, shape: tuple[int, int], spacing: float) -> Geometry:
-    """Layer depths, aponeurosis lines (tilt ≤ 4°, convergence ≤ 3°), thickness and pennation angle."""
+def draw_geometry(
+    rng: np.random.Generator,
+    shape: tuple[int, int],
+    spacing: float,
+    pennation_range_deg: tuple[float, float] = PENNATION_RANGE_DEG,
+) -> Geometry:
+    """Layer depths, aponeurosis lines (tilt ≤ 4°, convergence ≤ 6°), thickness and pennation angle."""
     xc, depth = (shape[0] - 1) / 2 * spacing, shape[1] * spacing
     dermis = rng.uniform(0.8, 1.5)
     fat_bottom = dermis + rng.uniform(2.0, 8.0)
@@ -266,7 +281,7 @@ def draw_geometry(rng: np.random.Generator, shape: tuple[int, int], spacing: flo
         raise InputError(None, f"a {2 * xc:.0f} mm wide, {depth:.0f} mm deep image cannot hold the phantom")
     thickness = rng.uniform(THICKNESS_RANGE_MM[0], min(THICKNESS_RANGE_MM[1], room))
     deep = _deep_line(superficial, math.tan(tilt_d), xc, thickness)
-    theta = math.radians(rng.uniform(*PENNATION_RANGE_DEG))
+    theta = math.radians(rng.uniform(*pennation_range_deg))
     psi = tilt_d - rng.choice([-1.0, 1.0]) * theta  # either lateral direction rises toward L_s
     return Geometry(dermis, fat_bottom, band_s, band_d, superficial, deep, theta, psi)
 

@@ -1,8 +1,8 @@
 """Cine loops of a contracting pennate muscle with a known time course, and their H.264 dataset writer.
 
 A loop draws one architecture (``architecture2d.draw_geometry``), sets its pennation angle to a rest value of
-12–18° and plays a contraction over the loop: rest → raised-cosine ramp up → hold → ramp down → rest
-(``activation``). At full activation the angle is 6–10° above rest and the thickness 2–5 % above or below it;
+8–40° and plays a contraction over the loop: rest → raised-cosine ramp up → hold → ramp down → rest
+(``activation``). At full activation the angle is 6–20° above rest and the thickness 2–5 % above or below it;
 in between both follow the activation. The deep aponeurosis stays where it is (with the deeper muscle and the
 bone below it), the superficial one moves to give the thickness, and the fascicles turn about their insertion
 on the deep aponeurosis at the image centre, so the fascicle length follows the geometry (it shortens as the
@@ -48,8 +48,9 @@ FRAMES = 60  # 2.4 s at 25 fps
 SHAPE = (512, 512)  # (X, Y) pixels: a 51 mm field of view at 0.1 mm
 SPACING_MM = 0.1
 TRUTH_COLUMNS = ("loop", "frame", "time_s", *architecture2d.TRUTH_COLUMNS[1:])
-REST_ANGLE_RANGE_DEG = (12.0, 18.0)
-ANGLE_CHANGE_RANGE_DEG = (6.0, 10.0)
+# rest to strong contraction: up to 60° at full activation (architecture2d.PENNATION_RANGE_DEG)
+REST_ANGLE_RANGE_DEG = (8.0, 40.0)
+ANGLE_CHANGE_RANGE_DEG = (6.0, 20.0)
 THICKNESS_CHANGE_RANGE = (0.02, 0.05)  # relative, either sign
 # the time course, as fractions of the loop: rest until REST_END, ramp up until HOLD_START, hold until
 # HOLD_END, ramp down until RELAX_END, then rest
