@@ -15,7 +15,7 @@ from PIL import Image
 
 from sonomuscle.measure import measure
 
-IMAGES = 8  # real DL_Track images with fascicle masks, every 25th
+IMAGES = 12  # real DL_Track images with fascicle masks, every 18th
 VARIANTS = {
     "mirror": (lambda im: im.transpose(Image.Transpose.FLIP_LEFT_RIGHT), 1.0),
     "scale075": (
@@ -31,7 +31,7 @@ VARIANTS = {
 @pytest.fixture(scope="module")
 def measured(dl_track_dir, tmp_path_factory):
     folder = tmp_path_factory.mktemp("variants")
-    for path in sorted((dl_track_dir / "fascicle" / "images").glob("*.png"))[::25][:IMAGES]:
+    for path in sorted((dl_track_dir / "fascicle" / "images").glob("*.png"))[::18][:IMAGES]:
         picture = Image.open(path).convert("L")
         picture.save(folder / f"{path.stem}__original.png")
         for name, (change, _) in VARIANTS.items():
@@ -50,7 +50,7 @@ def test_pennation_and_thickness_do_not_depend_on_the_picture(measured, variant)
         (changed["thickness"] / scale - original["thickness"]).abs() / original["thickness"]
     ).dropna()
     assert len(angle) >= IMAGES - 1 and len(thickness) >= IMAGES - 1
-    assert np.median(angle) <= 1.0 and angle.quantile(0.75) <= 1.5, angle.round(2).to_dict()
+    assert np.median(angle) <= 1.0 and angle.quantile(0.75) <= 2.5, angle.round(2).to_dict()
     assert np.median(thickness) <= 0.02 and thickness.max() <= 0.05, thickness.round(3).to_dict()
     if variant == "mirror":  # exact by construction, but for resampling and skeletons on a mirrored grid
         assert angle.max() <= 0.5 and thickness.max() <= 0.005

@@ -12,7 +12,13 @@ import pytest
 from PIL import Image
 
 from sonomuscle.data.phantoms import write_phantom_dataset
-from sonomuscle.data.phantoms.architecture2d import TRUTH_COLUMNS, make_phantom
+from sonomuscle.data.phantoms.architecture2d import (
+    MAX_CONVERGENCE_DEG,
+    PENNATION_RANGE_DEG,
+    THICKNESS_RANGE_MM,
+    TRUTH_COLUMNS,
+    make_phantom,
+)
 from sonomuscle.data.phantoms.physics import (
     acoustic_shadow,
     axial_sigma_mm,
@@ -180,7 +186,8 @@ def test_truth_matches_mask_geometry(phantoms):
     for p in phantoms:
         t = p.truth
         assert list(t) == list(TRUTH_COLUMNS[1:])
-        assert 10.0 <= t["thickness_mm"] <= 25.0 and 10.0 <= t["pennation_angle_deg"] <= 30.0
+        assert THICKNESS_RANGE_MM[0] <= t["thickness_mm"] <= THICKNESS_RANGE_MM[1]
+        assert PENNATION_RANGE_DEG[0] <= t["pennation_angle_deg"] <= PENNATION_RANGE_DEG[1]
         s, d, widths = _edges(p.aponeurosis)
         spacing = p.spacing[0]
         assert 0.6 - spacing <= widths.min() * spacing and widths.max() * spacing <= 1.5 + spacing
@@ -188,7 +195,7 @@ def test_truth_matches_mask_geometry(phantoms):
         b_s, a_s = np.polyfit(x, s * spacing, 1)
         b_d, a_d = np.polyfit(x, d * spacing, 1)
         assert max(abs(math.degrees(math.atan(b))) for b in (b_s, b_d)) <= 4.0 + 0.2
-        assert abs(math.degrees(math.atan(b_s) - math.atan(b_d))) <= 3.0 + 0.2
+        assert abs(math.degrees(math.atan(b_s) - math.atan(b_d))) <= MAX_CONVERGENCE_DEG + 0.2
         xc = 127.5 * spacing
         # from L_d at the centre along its normal (b_d, -1)/r to L_s
         r = math.hypot(1.0, b_d)

@@ -15,7 +15,9 @@ import pytest
 from sonomuscle.cli import build_parser
 from sonomuscle.data.phantoms import PHANTOM_MODULES
 from sonomuscle.data.phantoms.architecture2d_sequence import (
+    ANGLE_CHANGE_RANGE_DEG,
     FPS,
+    REST_ANGLE_RANGE_DEG,
     TRUTH_COLUMNS,
     activation,
     make_loop,
@@ -54,7 +56,8 @@ def test_activation_is_rest_ramp_hold_ramp_rest():
 
 def test_truth_follows_the_time_course(loop):
     assert len(loop.frames) == FRAMES and loop.activation[PEAK] == 1.0
-    assert 12.0 <= loop.rest_angle_deg <= 18.0 and 6.0 <= loop.angle_change_deg <= 10.0
+    assert REST_ANGLE_RANGE_DEG[0] <= loop.rest_angle_deg <= REST_ANGLE_RANGE_DEG[1]
+    assert ANGLE_CHANGE_RANGE_DEG[0] <= loop.angle_change_deg <= ANGLE_CHANGE_RANGE_DEG[1]
     assert 0.02 <= abs(loop.thickness_change) <= 0.05
     rest = loop.frames[REST].truth
     for level, frame in zip(loop.activation, loop.frames, strict=True):

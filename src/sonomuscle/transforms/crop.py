@@ -72,8 +72,9 @@ class CropUltrasoundd(CropForegroundd):
     under ``roi_key`` (loaded; widened by ``roi_margin`` pixels and then dropped from the data, as masks of
     other sizes would not batch), a user's box ``[x, y, width, height]`` under ``box_key`` in pixels of the
     file (x from the left, y from the top, as image viewers show them), else the ultrasound picture
-    (:func:`ultrasound_area`), or the whole frame with ``whole_frame``. The columns cropped to are recorded in
-    the meta (``PICTURE_START``, ``PICTURE_END``): measures taken "at the centre" mean the picture's."""
+    (:func:`ultrasound_area`), or the whole frame with ``whole_frame``. With ``record_columns`` the columns
+    cropped to are recorded in the meta (``PICTURE_START``, ``PICTURE_END``): measures taken "at the
+    centre" then mean the picture's."""
 
     def __init__(
         self,
@@ -83,6 +84,7 @@ class CropUltrasoundd(CropForegroundd):
         roi_key: str = "roi",
         roi_margin: int = 0,
         whole_frame: bool | str = False,
+        record_columns: bool = False,
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(
@@ -96,6 +98,7 @@ class CropUltrasoundd(CropForegroundd):
         self.roi_key = roi_key
         self.roi_margin = roi_margin
         self.whole_frame = switch("--whole_frame", whole_frame)  # "false" from the command line is off
+        self.record_columns = record_columns
         self._loop: str | None = None  # the loop whose picture box is kept in _box
         self._box: tuple[np.ndarray, np.ndarray] = (np.zeros(0), np.zeros(0))
 
@@ -113,7 +116,7 @@ class CropUltrasoundd(CropForegroundd):
         lazy_ = self.lazy if lazy is None else lazy
         for key, mode in self.key_iterator(d, self.mode):
             d[key] = self.cropper.crop_pad(img=d[key], box_start=start, box_end=end, mode=mode, lazy=lazy_)
-            if isinstance(d[key], MetaTensor):  # where the picture lies across the file, for the measures
+            if self.record_columns and isinstance(d[key], MetaTensor):  # for the measures
                 d[key].meta[PICTURE_START], d[key].meta[PICTURE_END] = int(start[0]), int(end[0])
         return d
 
