@@ -111,13 +111,18 @@ def test_bad_options_are_one_line_errors(tmp_path, inputs, capsys):
     assert "nothing to measure" in capsys.readouterr().err
 
 
-def test_float32_turns_the_bundles_mixed_precision_off(tmp_path, inputs, monkeypatch):
-    """``--float32`` reaches the bundle as ``amp`` false (test_inferers: which turns bfloat16 off)."""
+def test_float32_and_no_mirror_turn_the_bundles_options_off(tmp_path, inputs, monkeypatch):
+    """``--float32`` reaches the bundle as ``amp`` false, ``--no-mirror`` as ``mirror_average`` false
+    (test_inferers: what each turns off)."""
     runs = []
     monkeypatch.setattr(sonomuscle.measure, "run_config", lambda *args, **overrides: runs.append(overrides))
-    for flags in ([], ["--float32"]):
+    for flags in ([], ["--float32"], ["--no-mirror"]):
         main(["measure", str(inputs / "plain.png"), *flags, "--out", str(tmp_path / "o")])
-    assert [run["amp"] for run in runs] == [True, False]
+    assert [(run["amp"], run["mirror_average"]) for run in runs] == [
+        (True, True),
+        (False, True),
+        (True, False),
+    ]
 
 
 def test_thickness_where_the_user_measures_it(tmp_path, inputs, capsys):

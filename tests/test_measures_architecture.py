@@ -226,6 +226,37 @@ def test_each_definition_against_exact_lines():
     assert inset.thickness_vertical == pytest.approx(vertical(23.95), abs=0.3)
 
 
+def test_thickness_at_a_place_follows_a_curved_aponeurosis():
+    """A contracted muscle's deep aponeurosis bends up toward one end: thickness at a place is the gap
+    there, not the gap between straight lines fitted across the width (2 mm off here)."""
+    step = np.array([0.1, 0.1])
+    x, y = (np.indices(SHAPE).astype(float).T * step).T
+
+    def deep(at):
+        return 24.0 - 0.02 * np.maximum(24.0 - at, 0.0) ** 2  # flat on the right half, 12.5 mm at the left
+
+    apo = (((y <= 4.0) & (y > 3.0)) | ((y >= deep(x)) & (y < deep(x) + 1.0))).astype(np.uint8)
+    result = measure_architecture(apo, None, tuple(step), LateralPosition.parse("0.1"))
+    x_at = 0.1 * (SHAPE[0] - 1) * 0.1
+    assert result.thickness_vertical_at == pytest.approx(deep(x_at) - 4.0, abs=0.5)
+    assert result.thickness_vertical == pytest.approx(deep(23.95) - 4.0, abs=0.5)
+    straight = np.polyfit(x[:, 0], deep(x[:, 0]), 1)
+    assert abs(np.polyval(straight, x_at) - deep(x_at)) > 1.5  # what a straight line would have given
+
+
+def test_thickness_where_an_aponeurosis_was_not_found_is_noted():
+    """The deep aponeurosis found over the right half only: at the centre it is there, at a tenth of the
+    width its line is carried 19 mm from where it was seen, and qc says so."""
+    step = np.array([0.1, 0.1])
+    apo, fas, truth = _case(step, (4.0, 0.0), (20.0, 0.0), 20.0, 1, centres=(16.0, 24.0, 32.0))
+    apo[:240, 150:] = 0
+    result = measure_architecture(apo, fas, tuple(step), LateralPosition.parse("0.1"))
+    assert result.thickness_vertical_at == pytest.approx(truth["thickness"], abs=0.3)
+    assert [m for m in result.qc if m.startswith("thickness extrapolated")] == [
+        "thickness extrapolated at column 48: the deep aponeurosis was found 192 px away"
+    ]
+
+
 @pytest.mark.parametrize("text", ["-0.1", "abc", "0.5px", "nan"])
 def test_bad_thickness_position_is_one_line(text):
     with pytest.raises(InputError, match="thickness position"):

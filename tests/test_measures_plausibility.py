@@ -40,6 +40,10 @@ def test_a_sound_result_has_no_flag():
             },
             "aponeurosis pair uncertain: another layer holds 80% as many",
         ),
+        (
+            {"qc": "thickness extrapolated at column 48: the deep aponeurosis was found 192 px away"},
+            "thickness extrapolated at column 48: the deep aponeurosis was found 192 px away",
+        ),
         ({"thickness": "95"}, "thickness 95.0 mm outside 3–80 mm"),
         ({"fascicle_length": "438"}, "fascicle length 438.0 mm outside 15–250 mm"),
     ],

@@ -41,6 +41,7 @@ def _fake_bundle(root: Path) -> Path:
         "LICENSE": "fake",
         "models/model.pt": "weights",
         "models/model.ts": "scripted",
+        "models/pretrained_encoder.pt": "encoder",
         "models/checkpoint_epoch=3.pt": "run output",
         "runs/train/events": "run output",
         "eval/measurements.csv": "run output",
@@ -60,6 +61,7 @@ def test_shipped_files_leave_run_outputs_behind(tmp_path):
         "LICENSE",
         "models/model.pt",
         "models/model.ts",
+        "models/pretrained_encoder.pt",
     }
 
 

@@ -11,7 +11,8 @@ import torch
 import yaml
 from monai.bundle import ConfigParser
 
-from sonomuscle.weights import md5_of, publish_weights
+from sonomuscle.networks import load_unet_encoder
+from sonomuscle.weights import ENCODER, md5_of, publish_encoder, publish_weights
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLES = sorted(p.parent.parent.name for p in (REPO / "bundles").glob("*/configs/metadata.json"))
@@ -28,7 +29,8 @@ def _network(bundle: Path) -> tuple[torch.nn.Module, ConfigParser]:
 def test_shipped_weights_match_large_files_and_the_inference_network(name):
     bundle = REPO / "bundles" / name
     listed = yaml.safe_load((bundle / "large_files.yml").read_text())["large_files"]
-    assert {e["path"] for e in listed} == {"models/model.pt", "models/model.ts"}
+    encoder = {ENCODER.as_posix()} if (bundle / ENCODER).is_file() else set()
+    assert {e["path"] for e in listed} == {"models/model.pt", "models/model.ts", *encoder}
     for entry in listed:
         assert md5_of(bundle / entry["path"]) == entry["hash_val"], (
             f"{entry['path']} changed since it was listed"
@@ -78,3 +80,31 @@ def test_publish_weights_wraps_a_bare_state_dict_under_model(tmp_path):
 
     shipped = torch.load(bundle / "models" / "model.pt", weights_only=True)
     assert set(shipped) == {"model"} and shipped["model"].keys() == network.state_dict().keys()
+
+
+@pytest.mark.parametrize("name", ["muscle_classification_2d", "muscle_state_regression_2d"])
+def test_image_level_bundles_start_from_the_encoder_they_ship(name):
+    """Their weights were trained from this encoder: retraining the segmentation bundle must not change it."""
+    bundle = REPO / "bundles" / name
+    parser = ConfigParser()
+    parser.read_config(bundle / "configs" / "train.json")
+    parser["bundle_root"] = str(bundle)
+    assert Path(parser.get_parsed_content("pretrained_encoder")) == bundle / ENCODER
+    network, _ = _network(bundle)
+    assert load_unet_encoder(network, bundle / ENCODER) == sum(
+        key.startswith("net.layer_") for key in network.state_dict()
+    )
+
+
+def test_publish_encoder_keeps_the_encoder_and_lists_it(tmp_path):
+    bundle = tmp_path / "bundle"
+    shutil.copytree(REPO / "bundles" / "muscle_state_regression_2d" / "configs", bundle / "configs")
+    unet, _ = _network(REPO / "bundles" / "muscle_architecture_2d")
+    torch.save({"model": unet.state_dict()}, tmp_path / "unet.pt")
+
+    encoder = publish_encoder(tmp_path / "unet.pt", bundle)
+
+    kept = torch.load(encoder, weights_only=True)["model"]
+    assert 0 < len(kept) < len(unet.state_dict()) and not any(".2." in key for key in kept)  # no decoder
+    listed = yaml.safe_load((bundle / "large_files.yml").read_text())["large_files"]
+    assert listed == [{"path": ENCODER.as_posix(), "hash_val": md5_of(encoder), "hash_type": "md5"}]

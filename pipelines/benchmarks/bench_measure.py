@@ -8,7 +8,7 @@ threshold, save each mask as PNG, one image at a time under ``torch.no_grad()``;
 the same decoder. Each side runs in a process of its own, ``measure`` with the OpenMP setting the
 ``sonomuscle measure`` command makes (``OMP_WAIT_POLICY=PASSIVE``), the reference with torch's default.
 Prints frames/s of each and their ratio (> 1: ``measure`` is faster), and of ``measure`` without
-overlays. ``measure`` runs the network in bfloat16 where the CPU has bfloat16 instructions (its ``amp``);
+overlays and without mirror averaging (``--no-mirror``). ``measure`` runs the network in bfloat16 where the CPU has bfloat16 instructions (its ``amp``);
 on such CPUs the reference is also timed under bfloat16 autocast, to show what that alone gives it.
 
     python pipelines/benchmarks/bench_measure.py [--frames 120] [--images 48] [--work DIR]
@@ -39,7 +39,7 @@ from sonomuscle.inferers import native_bf16
 from sonomuscle.measure import measure
 from sonomuscle.workflows import bundle_dir
 
-SIDES = ("reference", "reference-bf16", "measure", "measure-no-overlay")
+SIDES = ("reference", "reference-bf16", "measure", "measure-no-overlay", "measure-no-mirror")
 NETWORK_SIZE = (256, 256)
 CHANNELS = (16, 32, 64, 128, 256)
 
@@ -98,7 +98,8 @@ def timed(step) -> tuple[float, object]:
 
 
 def run_side(side: str, work: Path, frames: int, images: int) -> dict[str, float]:
-    """Frames/s of one side (``reference``, ``measure`` or ``measure-no-overlay``) on both inputs."""
+    """Frames/s of one side (``reference``, ``measure``, ``measure-no-overlay`` or ``measure-no-mirror``) on
+    both inputs."""
     loop, folder = phantom_inputs(work, frames, images)
     cases = {
         "phantom video": (loop, lambda: read_frames(loop)),
@@ -109,6 +110,7 @@ def run_side(side: str, work: Path, frames: int, images: int) -> dict[str, float
         Reference(work / side, bf16=side.endswith("bf16")).run(iter(first))
     else:
         measure(first, work / side / "warm-up", spacing=0.1)
+    options = {"overlays": side != "measure-no-overlay", "mirror": side != "measure-no-mirror"}
     fps = {}
     for name, (path, items) in cases.items():
         if side.startswith("reference"):
@@ -116,7 +118,7 @@ def run_side(side: str, work: Path, frames: int, images: int) -> dict[str, float
             seconds, n = timed(lambda items=items, reference=reference: reference.run(items()))
         else:
             out = work / side / path.stem
-            seconds, _ = timed(lambda p=path, o=out: measure([p], o, spacing=0.1, overlays=side == "measure"))
+            seconds, _ = timed(lambda p=path, o=out: measure([p], o, spacing=0.1, **options))
             n = frames if path == loop else images
         fps[name] = n / seconds
     return fps
@@ -159,12 +161,15 @@ def main() -> None:
     fps = {side: in_process(side, work, args.frames, args.images) for side in sides}
     print(f"{os.cpu_count()} CPU(s), torch {torch.__version__}, {torch.get_num_threads()} threads")
     for name, reference in fps["reference"].items():
-        ours, bare = fps["measure"][name], fps["measure-no-overlay"][name]
+        ours, bare, plain = (
+            fps[side][name] for side in ("measure", "measure-no-overlay", "measure-no-mirror")
+        )
         frames = args.frames if name == "phantom video" else args.images
         print(
             f"{name}: {frames} frames | measure {ours:.1f} frames/s end to end | reference {reference:.1f} "
             f"frames/s | ratio {ours / reference:.2f} | measure without overlays {bare:.1f} frames/s "
-            f"(ratio {bare / reference:.2f})"
+            f"(ratio {bare / reference:.2f}) | without mirror averaging {plain:.1f} frames/s (ratio "
+            f"{plain / reference:.2f})"
         )
         if "reference-bf16" in fps:  # what measure's mixed precision alone gives the tutorial pipeline
             bf16 = fps["reference-bf16"][name]

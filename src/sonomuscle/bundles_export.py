@@ -16,7 +16,8 @@ from pathlib import Path
 # a bundle's shipped parts; everything else under bundles/<name>/ (runs/, eval/, checkpoints) stays behind
 SHIPPED_DIRS = ("configs", "docs")
 WEIGHTS = ("models/model.pt", "models/model.ts")
-SHIPPED_FILES = ("LICENSE", "large_files.yml", *WEIGHTS)
+# an image-level bundle's starting encoder (see sonomuscle.weights)
+SHIPPED_FILES = ("LICENSE", "large_files.yml", *WEIGHTS, "models/pretrained_encoder.pt")
 _SKIPPED = ("__pycache__", ".pyc", ".pyo")
 
 

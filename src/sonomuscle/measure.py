@@ -63,6 +63,7 @@ def measure(
     bundle: str | os.PathLike | None = None,
     overlays: bool = True,
     amp: bool = True,
+    mirror: bool = True,
     step: int = 1,
     crop: tuple[int, int, int, int] | None = None,
     thickness_at: str | None = None,
@@ -70,6 +71,7 @@ def measure(
     """Measure every 2D image, cine loop and video in ``paths`` (files or folders); returns the CSV's path.
 
     ``amp``: mixed precision where the device does it natively (the bundle's ``amp``); off, float32.
+    ``mirror``: average the network over the picture and its mirror image (the bundle's ``mirror_average``).
     ``thickness_at``: where to measure ``thickness_at``/``thickness_vertical_at`` besides the centre (a fraction
     of the width, or a pixel column such as ``120px``).
     """
@@ -99,6 +101,7 @@ def measure(
             output_dir=str(out),
             save_overlay=overlays,
             amp=amp,
+            mirror_average=mirror,
             frame_step=step,
             thickness_at=thickness_at,
         )

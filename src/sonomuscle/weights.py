@@ -5,6 +5,10 @@ classes it learned); the shipped file keeps just those, always under the key ``m
 export comes from MONAI's ``ckpt_export`` with the bundle's own inference config (so it is the network
 inference builds), and ``large_files.yml`` lists both with their MD5 hashes, which the Zoo's
 ``verify_bundle`` and ``monai.bundle download`` check.
+
+An image-level bundle also ships the U-Net encoder its training starts from (``models/pretrained_encoder.pt``):
+its weights and figures were made from that encoder, which must not change when the segmentation bundle it
+came from is retrained.
 """
 
 from __future__ import annotations
@@ -19,8 +23,10 @@ import yaml
 from monai.bundle import ckpt_export
 
 from sonomuscle.io import atomic_path, atomic_write_text
+from sonomuscle.networks import unet_encoder_prefixes
 
 SHIPPED_KEYS = ("model", "trained_channels", "classes", "outputs")
+ENCODER = Path("models") / "pretrained_encoder.pt"
 
 
 def publish_weights(
@@ -50,8 +56,29 @@ def publish_weights(
             config_file=str(bundle / "configs" / "inference.json"),
             bundle_root=str(bundle),
         )
-    write_large_files(bundle, [weights, torchscript])
+    write_large_files(bundle, _large_files(bundle))
     return [weights, torchscript]
+
+
+def publish_encoder(checkpoint: str | os.PathLike, bundle: str | os.PathLike) -> Path:
+    """Write the encoder of the U-Net saved in ``checkpoint`` (a segmentation bundle's ``model.pt``) to
+    ``bundle/models/pretrained_encoder.pt`` for the bundle's levels (its ``channels``), and list it."""
+    bundle = Path(bundle)
+    levels = len(json.loads((bundle / "configs" / "inference.json").read_text())["channels"])
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    state = saved.get("model", saved)
+    prefixes = tuple(unet_encoder_prefixes(levels))
+    encoder = bundle / ENCODER
+    with atomic_path(encoder) as tmp:
+        torch.save({"model": {k: v for k, v in state.items() if k.startswith(prefixes)}}, tmp)
+    write_large_files(bundle, _large_files(bundle))
+    return encoder
+
+
+def _large_files(bundle: Path) -> list[Path]:
+    """The weight files ``bundle`` holds, in the order ``large_files.yml`` lists them."""
+    names = (Path("models") / "model.pt", Path("models") / "model.ts", ENCODER)
+    return [bundle / name for name in names if (bundle / name).is_file()]
 
 
 def write_large_files(bundle: Path, files: list[Path]) -> Path:

@@ -5,7 +5,10 @@ edge of the superficial aponeurosis, ``L_d`` the superficial edge of the deep on
 lines ``y = a + b·x`` in mm (x lateral, y depth). Thickness is the distance from ``L_d`` to ``L_s`` along
 ``L_d``'s normal, at the image's lateral centre and averaged over the columns where both aponeuroses are
 present; labs that measure straight down the image get ``thickness_vertical`` (at the centre), and both at
-a place of the user's choosing (``thickness_at``, ``thickness_vertical_at``). A fascicle is a straight line
+a place of the user's choosing (``thickness_at``, ``thickness_vertical_at``). At one place, each edge is the
+line through the band's columns nearest to it (``LOCAL_SPAN`` of the width), so an aponeurosis that curves,
+as a contracted muscle's does, is followed where it is measured (gastrocnemius lateralis of another lab,
+vertical thickness at a tenth of the width against three observers: MAE 12.1 → 5.7 px, ICC 0.43 → 0.72). A fascicle is a straight line
 fitted to an annotated piece; its pennation angle is its angle to ``L_d`` (``pennation_angle``) and to
 ``L_s`` (``pennation_angle_superficial``, TimTrack's and UltraTrack's definition), and its length runs
 between its intersections with ``L_d`` and ``L_s``, extrapolated beyond the image where needed. An image's
@@ -37,7 +40,6 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.stats import theilslopes
 from skimage.measure import label, regionprops
 from skimage.morphology import skeletonize
 
@@ -67,6 +69,12 @@ MIN_BAND_PX = 20
 ANGLE_QUANTILE = 0.75
 # a second layer holding more than this share of the chosen layer's fascicle pixels makes the pair uncertain
 UNCERTAIN_PAIR = 0.5
+# thickness at one place follows each aponeurosis over the band columns nearest to it: this share of the width
+LOCAL_SPAN = 0.2
+# how the qc messages that make a number doubtful start (quality flags): an aponeurosis pair that another
+# layer nearly matches, and thickness measured where an aponeurosis was not found
+PAIR_UNCERTAIN = "aponeurosis pair uncertain"
+EXTRAPOLATED = "thickness extrapolated"
 
 
 @dataclass
@@ -202,23 +210,24 @@ def measure_architecture(
         if fas.shape != apo.shape:
             raise InputError(None, f"fascicle mask shape {fas.shape} differs from aponeurosis {apo.shape}")
     qc: list[str] = []
-    superficial, deep, shared_columns = _aponeurosis_lines(apo, fas, step, qc)
+    picture = (0, apo.shape[0]) if picture is None else picture
+    edges = _aponeurosis_edges(apo, fas, qc)
+    superficial = deep = None
     thickness = dict.fromkeys(("thickness", "thickness_mean", "thickness_vertical"), math.nan)
     thickness.update(thickness_at=math.nan, thickness_vertical_at=math.nan)
-    picture = (0, apo.shape[0]) if picture is None else picture
-    if superficial is not None and deep is not None:
-        centre = (picture[0] + picture[1] - 1) / 2 * step[0]
+    if edges is not None:
+        superficial, deep = (edge.line(step) for edge in edges)
+        shared_columns = np.intersect1d(edges[0].columns, edges[1].columns) * step[0]
+        span = LOCAL_SPAN * (picture[1] - picture[0])
+        centre = _thickness_at(edges, (picture[0] + picture[1] - 1) / 2, span, step, qc)
         thickness.update(
-            thickness=_normal_distance(centre, deep, superficial),
+            thickness=centre[0],
             thickness_mean=float(np.mean(_normal_distance(shared_columns, deep, superficial))),
-            thickness_vertical=float(deep.y(centre) - superficial.y(centre)),
+            thickness_vertical=centre[1],
         )
         if thickness_at is not None:
-            x = thickness_at.column(picture) * step[0]
-            thickness.update(
-                thickness_at=_normal_distance(x, deep, superficial),
-                thickness_vertical_at=float(deep.y(x) - superficial.y(x)),
-            )
+            at = _thickness_at(edges, thickness_at.column(picture), span, step, qc)
+            thickness.update(thickness_at=at[0], thickness_vertical_at=at[1])
     angles: list[float] = []
     angles_superficial: list[float] = []
     lengths: list[float] = []
@@ -310,10 +319,9 @@ def _bands(apo: np.ndarray) -> list[Band]:
     return bands
 
 
-def _aponeurosis_lines(
-    apo: np.ndarray, fas: np.ndarray | None, step: np.ndarray, qc: list[str]
-) -> tuple[Line | None, Line | None, np.ndarray]:
-    """``L_s``, ``L_d`` (None where unusable) and the lateral positions (mm) where both bands are present.
+def _aponeurosis_edges(apo: np.ndarray, fas: np.ndarray | None, qc: list[str]) -> tuple[Edge, Edge] | None:
+    """The deep edge of the superficial aponeurosis and the superficial edge of the deep one (None with the
+    reason in ``qc`` where unusable).
 
     Bands spanning less than ``MIN_BAND_SPAN`` of the width are fragments and take no part; the pair is
     chosen by :func:`_layer_pair`.
@@ -326,16 +334,12 @@ def _aponeurosis_lines(
             f"expected two aponeuroses, found {len(wide)} band(s) across {MIN_BAND_SPAN:.0%} of the width or "
             f"more (missing, merged or faint)" + (f" and {fragments} fragment(s)" if fragments else "")
         )
-        return None, None, np.empty(0)
+        return None
     pair = _layer_pair(wide, fas, qc)
     if pair is None:
         qc.append("no two aponeurosis bands lie one above the other")
-        return None, None, np.empty(0)
-    shallow, deeper = pair
-    shared = np.intersect1d(shallow.coords[:, 0], deeper.coords[:, 0]) * step[0]
-    superficial = _edge_line(shallow.coords, step, deep_edge=True)
-    deep = _edge_line(deeper.coords, step, deep_edge=False)
-    return superficial, deep, shared
+        return None
+    return Edge.of(pair[0], deep_edge=True), Edge.of(pair[1], deep_edge=False)
 
 
 def _layer_pair(bands: list[Band], fas: np.ndarray | None, qc: list[str]) -> tuple[Band, Band] | None:
@@ -365,7 +369,7 @@ def _layer_pair(bands: list[Band], fas: np.ndarray | None, qc: list[str]) -> tup
     pairs.sort(key=lambda p: p[:2], reverse=True)
     if len(pairs) > 1 and pairs[0][0] > 0 and pairs[1][0] > UNCERTAIN_PAIR * pairs[0][0]:
         qc.append(
-            f"aponeurosis pair uncertain: another layer holds {pairs[1][0] / pairs[0][0]:.0%} as many fascicle "
+            f"{PAIR_UNCERTAIN}: another layer holds {pairs[1][0] / pairs[0][0]:.0%} as many fascicle "
             "pixels as the one measured"
         )
     return pairs[0][2], pairs[0][3]
@@ -384,19 +388,59 @@ def _fascicle_pixels(fas: np.ndarray | None, upper: Band, lower: Band, columns: 
     return int(np.maximum(below[rows, bottom[columns] - 1] - below[rows, top[columns]], 0).sum())
 
 
-def _edge_line(coords: np.ndarray, step: np.ndarray, deep_edge: bool) -> Line:
-    """Robust line through one edge of a band: per column its deepest (or shallowest) pixel's outer side."""
-    xs = np.unique(coords[:, 0])
-    order = np.lexsort((coords[:, 1], coords[:, 0]))
-    coords = coords[order]
-    starts = np.searchsorted(coords[:, 0], xs)
-    ends = np.r_[starts[1:], len(coords)] - 1
-    # the band's edge lies half a pixel beyond the last pixel centre inside it
-    ys = coords[ends, 1] + 0.5 if deep_edge else coords[starts, 1] - 0.5
-    # Theil–Sen takes all pairs of points: evenly spaced columns keep a wide image's fit fast and as robust
-    keep = np.unique(np.linspace(0, len(xs) - 1, min(len(xs), MAX_EDGE_COLUMNS)).round().astype(int))
-    slope, intercept, *_ = theilslopes(ys[keep] * step[1], xs[keep] * step[0])
-    return Line(float(intercept), float(slope))
+@dataclass(frozen=True)
+class Edge:
+    """One edge of a band, per column (pixels): its deepest (or shallowest) pixel's outer side."""
+
+    columns: np.ndarray
+    rows: np.ndarray
+
+    @classmethod
+    def of(cls, band: Band, deep_edge: bool) -> Edge:
+        coords = band.coords[np.lexsort((band.coords[:, 1], band.coords[:, 0]))]
+        columns = np.unique(coords[:, 0])
+        starts = np.searchsorted(coords[:, 0], columns)
+        ends = np.r_[starts[1:], len(coords)] - 1
+        # the band's edge lies half a pixel beyond the last pixel centre inside it
+        rows = coords[ends, 1] + 0.5 if deep_edge else coords[starts, 1] - 0.5
+        return cls(columns, rows)
+
+    def line(self, step: np.ndarray, near: float | None = None, span: float = math.inf) -> Line:
+        """Robust line (mm) through the edge, or through its ``span`` columns nearest column ``near``."""
+        keep = np.arange(len(self.columns))
+        if near is not None and span < len(keep):
+            keep = np.sort(np.argsort(np.abs(self.columns - near), kind="stable")[: max(int(span), 2)])
+        # Theil–Sen takes all pairs of points: evenly spaced columns keep a wide image's fit fast and as robust
+        keep = keep[
+            np.unique(np.linspace(0, len(keep) - 1, min(len(keep), MAX_EDGE_COLUMNS)).round().astype(int))
+        ]
+        return _theil_sen(self.columns[keep] * step[0], self.rows[keep] * step[1])
+
+
+def _theil_sen(x: np.ndarray, y: np.ndarray) -> Line:
+    """Theil–Sen line: the median of the pairwise slopes, through the medians (scipy's ``theilslopes`` with
+    its default ``method="joint"``, less the confidence interval it always computes, which took three
+    quarters of its time; up to six fits per picture)."""
+    first, second = np.triu_indices(len(x), 1)
+    slope = float(np.median((y[second] - y[first]) / (x[second] - x[first])))
+    return Line(float(np.median(y) - slope * np.median(x)), slope)
+
+
+def _thickness_at(
+    edges: tuple[Edge, Edge], column: float, span: float, step: np.ndarray, qc: list[str]
+) -> tuple[float, float]:
+    """Thickness along the deep edge's normal and straight down, at ``column``, each edge followed over its
+    ``span`` columns nearest to it. Where an aponeurosis was not found within half the span of ``column``,
+    its line is carried there from afar: ``qc`` says so (``EXTRAPOLATED``)."""
+    for name, edge in zip(("superficial", "deep"), edges, strict=True):
+        gap = float(np.min(np.abs(edge.columns - column)))
+        if gap > span / 2:
+            qc.append(
+                f"{EXTRAPOLATED} at column {column:.0f}: the {name} aponeurosis was found {gap:.0f} px away"
+            )
+    superficial, deep = (edge.line(step, near=column, span=span) for edge in edges)
+    x = column * step[0]
+    return _normal_distance(x, deep, superficial), float(deep.y(x) - superficial.y(x))
 
 
 def _normal_distance(x: float | np.ndarray, deep: Line, superficial: Line) -> float | np.ndarray:
@@ -476,9 +520,7 @@ def _piece_lines(
     All components are fitted at once from their moments (a network's fascicle mask skeletonises into
     dozens of pieces; one SVD per piece cost more than the rest of the measures together).
     """
-    # skimage's thinning is not mirror-symmetric (a picture and its mirror image kept different pieces:
-    # angles up to 1.4° apart); the union of both thinnings is, by construction
-    labels = label(skeletonize(fas) | skeletonize(fas[::-1])[::-1], connectivity=2)
+    labels = label(_symmetric_skeleton(fas), connectivity=2)
     xs, ys = np.nonzero(labels)
     if not len(xs):
         return []
@@ -503,6 +545,18 @@ def _piece_lines(
     # picture and its mirror image
     kept = sorted(np.flatnonzero(keep), key=lambda i: (-spans[i], -counts[i]))
     return [(centres[i], directions[i], points[starts[i] : starts[i] + counts[i]]) for i in kept]
+
+
+def _symmetric_skeleton(mask: np.ndarray) -> np.ndarray:
+    """The union of the mask's thinning and its mirror image's, thinned within the mask's bounding box (half
+    the time of the whole picture): skimage's thinning is not mirror-symmetric (a picture and its mirror
+    image kept different pieces: angles up to 1.4° apart); the union is, by construction."""
+    skeleton = np.zeros_like(mask)
+    rows, columns = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if len(rows):
+        box = np.s_[rows[0] : rows[-1] + 1, columns[0] : columns[-1] + 1]
+        skeleton[box] = skeletonize(mask[box]) | skeletonize(mask[box][::-1])[::-1]
+    return skeleton
 
 
 def _merge_collinear(

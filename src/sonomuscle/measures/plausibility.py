@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from sonomuscle.measures.architecture import EXTRAPOLATED, PAIR_UNCERTAIN
+
 PLAUSIBLE_ANGLE_DEG = (4.0, 65.0)
 PLAUSIBLE_MM = {"thickness": (3.0, 80.0), "fascicle_length": (15.0, 250.0)}
 MIN_FASCICLES = 3
@@ -32,6 +34,7 @@ MIN_FASCICLES = 3
 MAX_ANGLE_SPREAD_DEG = 8.0
 CALIBRATION_QUANTILE = 0.05
 CONFIDENCE_COLUMNS = ("confidence_aponeurosis", "confidence_fascicle")
+FLAGGED_QC = (PAIR_UNCERTAIN, EXTRAPOLATED)  # what the measures noted that makes a number doubtful
 
 
 @dataclass(frozen=True)
@@ -78,9 +81,7 @@ def quality_flags(row: Mapping[str, object], thresholds: QCThresholds = QCThresh
     if math.isnan(value["thickness"]):
         why = [part for part in str(row.get("qc") or "").split("; ") if "aponeuros" in part]
         return ["aponeuroses not found" + (f" ({why[0]})" if why else "")]
-    flags = [
-        part for part in str(row.get("qc") or "").split("; ") if part.startswith("aponeurosis pair uncertain")
-    ]
+    flags = [part for part in str(row.get("qc") or "").split("; ") if part.startswith(FLAGGED_QC)]
     for structure in ("aponeurosis", "fascicle"):
         confidence = _number(row.get(f"confidence_{structure}"))
         minimum = getattr(thresholds, f"min_confidence_{structure}")
