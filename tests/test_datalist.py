@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import nibabel as nib
+import nrrd
 import numpy as np
 import pytest
 from PIL import Image
@@ -313,3 +314,69 @@ def test_partial_label_maps_list_the_classes_each_outlines(tmp_path):
     assert any("outlines no class" in r["reason"] for r in datalist["rejected"])
     with pytest.raises(InputError, match="--partial is for label maps"):
         build_datalist(images, {"label": maps}, tmp_path / "e.json", partial=True)
+
+
+def test_palette_label_maps_are_read_by_their_indices(tmp_path):
+    """Label maps as PASCAL VOC and many annotation tools save them: indexed colour, 1 dark red, 2 dark green."""
+    images, maps = tmp_path / "images", tmp_path / "maps"
+    images.mkdir()
+    maps.mkdir()
+    for k in range(3):
+        Image.fromarray(picture(k)).save(images / f"t{k}.png")
+        label_map = Image.fromarray(np.repeat(np.arange(3, dtype=np.uint8), SHAPE[0] // 3 + 1)[: SHAPE[0], None]
+                                    .repeat(SHAPE[1], axis=1), mode="L").convert("P")  # fmt: skip
+        label_map.putpalette([0, 0, 0, 128, 0, 0, 0, 128, 0])
+        label_map.save(maps / f"t{k}.png")
+    out = tmp_path / "datalist.json"
+    args = ["datalist", "--images", str(images), "--labels", str(maps), "--out", str(out)]
+    assert main([*args, "--classes", "nerve=1,vessel=2"]) == 0
+    datalist = json.loads(out.read_text())
+    assert len(entries(datalist)) == 3 and not datalist.get("rejected")
+
+
+def _slicer_segmentation(path: Path, label_map: np.ndarray, segments: dict[str, int], layers=None) -> None:
+    """A 2D segmentation as 3D Slicer saves it: a one-slice label volume with each segment in the header."""
+    header = {
+        "space": "left-posterior-superior",
+        "space directions": np.diag([0.1, 0.1, 1.0]),
+        "space origin": np.zeros(3),
+    }
+    for i, (name, value) in enumerate(segments.items()):
+        header |= {
+            f"Segment{i}_ID": f"Segment_{i + 1}",
+            f"Segment{i}_Name": name,
+            f"Segment{i}_LabelValue": str(value),
+            f"Segment{i}_Layer": str(i if layers else 0),
+        }
+    nrrd.write(str(path), label_map.T[..., None].astype(np.uint8), header)
+
+
+def test_slicer_segmentations_name_their_classes(tmp_path):
+    images, maps = tmp_path / "images", tmp_path / "maps"
+    images.mkdir()
+    maps.mkdir()
+    segments = {"nerve": 1, "blood vessel": 2}
+    for k in range(3):
+        Image.fromarray(picture(k)).save(images / f"t{k}.png")
+        label_map = np.zeros(SHAPE, np.uint8)
+        label_map[2:8], label_map[10:16] = 1, 2
+        _slicer_segmentation(maps / f"t{k}.seg.nrrd", label_map, segments)
+    out = tmp_path / "datalist.json"
+    assert main(["datalist", "--images", str(images), "--labels", str(maps), "--out", str(out)]) == 0
+    datalist = json.loads(out.read_text())
+    assert datalist["classes"] == {"nerve": 1, "blood_vessel": 2}
+    assert sorted(Path(e["label"]).name for e in entries(datalist)) == [f"t{k}.seg.nrrd" for k in range(3)]
+    array, _ = load_image(maps / "t0.seg.nrrd", labels=True)
+    assert array.shape == SHAPE[::-1] and set(np.unique(array)) == {0, 1, 2}
+
+
+def test_overlapping_slicer_segments_are_one_line(tmp_path, capsys):
+    images, maps = tmp_path / "images", tmp_path / "maps"
+    images.mkdir()
+    maps.mkdir()
+    Image.fromarray(picture(0)).save(images / "t0.png")
+    _slicer_segmentation(maps / "t0.seg.nrrd", np.zeros(SHAPE, np.uint8), {"a": 1, "b": 1}, layers=True)
+    out = tmp_path / "datalist.json"
+    assert main(["datalist", "--images", str(images), "--labels", str(maps), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "t0.seg.nrrd: its segments overlap (2 layers)" in err

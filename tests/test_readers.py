@@ -143,6 +143,67 @@ def test_float_mask_with_fractions_is_rejected(tmp_path):
         load_image(tmp_path / "m.nii.gz", mask=True)
 
 
+# --- label maps ------------------------------------------------------------------------------------------
+
+LABELS = np.zeros((32, 48), np.uint8)
+LABELS[4:12, 5:40] = 1
+LABELS[16:28, 10:30] = 2
+VOC_PALETTE = [0, 0, 0, 128, 0, 0, 0, 128, 0]  # PASCAL VOC: 1 dark red, 2 dark green
+
+
+def _saved(tmp_path, image: Image.Image, name: str = "l.png"):
+    image.save(tmp_path / name)
+    return tmp_path / name
+
+
+@pytest.mark.parametrize(
+    "label_map",
+    [
+        pytest.param(lambda a: _voc(a), id="palette"),
+        pytest.param(lambda a: Image.fromarray(a), id="grey-8-bit"),
+        pytest.param(lambda a: Image.fromarray(a.astype(np.uint16)), id="grey-16-bit"),
+        pytest.param(lambda a: Image.fromarray(a).convert("RGB"), id="grey-saved-as-rgb"),
+    ],
+)
+def test_label_maps_are_read_by_what_their_pixels_mean(tmp_path, label_map):
+    array, _ = load_image(_saved(tmp_path, label_map(LABELS)), labels=True)
+    assert array.dtype == np.int32
+    np.testing.assert_array_equal(array, LABELS.T)
+
+
+def _voc(array: np.ndarray) -> Image.Image:
+    image = Image.fromarray(array, mode="L").convert("P")
+    image.putpalette(VOC_PALETTE)
+    return image
+
+
+def test_the_same_palette_file_read_as_a_picture_gives_its_colours(tmp_path):
+    """What made a palette label map fail before: as a picture, index 2 is dark green's luminance."""
+    array, _ = load_image(_saved(tmp_path, _voc(LABELS)))
+    assert sorted(np.unique(array).round(2)) == [0.0, 38.27, 75.14]
+
+
+def test_a_0_255_label_map_is_class_1(tmp_path):
+    array, _ = load_image(_saved(tmp_path, Image.fromarray((LABELS > 0).astype(np.uint8) * 255)), labels=True)
+    np.testing.assert_array_equal(array, (LABELS.T > 0).astype(np.int32))
+
+
+def test_a_colour_coded_label_map_is_one_line_saying_what_to_save(tmp_path):
+    colours = np.array(VOC_PALETTE, np.uint8).reshape(3, 3)[LABELS]
+    path = _saved(tmp_path, Image.fromarray(colours, mode="RGB"), "rgb.png")
+    with pytest.raises(
+        InputError, match=r"rgb\.png: colour-coded label map \(3 colours: #000000, #008000, #800000\)"
+    ) as err:
+        load_image(path, labels=True)
+    assert "\n" not in str(err.value) and "palette" in str(err.value)
+
+
+def test_fractional_label_values_are_refused(tmp_path):
+    nib.save(nib.Nifti1Image(np.full((4, 4, 2), 1.5, np.float32), np.eye(4)), tmp_path / "l.nii.gz")
+    with pytest.raises(InputError, match=r"l\.nii\.gz: label values must be non-negative integers"):
+        load_image(tmp_path / "l.nii.gz", labels=True)
+
+
 # --- DICOM -----------------------------------------------------------------------------------------------
 
 

@@ -46,6 +46,12 @@ def _random_model(path: Path, spatial_dims: int, out_channels: int, trained_chan
     return path
 
 
+def _bare_3d_model(path: Path) -> Path:
+    """What a 3D bundle's training writes as its best model: the network's layers bare, no ``"model"`` key."""
+    torch.save(UNet(3, 1, 3, (4, 8), (2,), num_res_units=1).state_dict(), path)
+    return path
+
+
 @pytest.fixture(scope="module")
 def model_2d(tmp_path_factory) -> Path:
     return _random_model(tmp_path_factory.mktemp("model") / "model.pt", 2, 2, trained_channels=2)
@@ -103,6 +109,7 @@ def test_no_input_folder_or_an_empty_one(model_2d, tmp_path, case):
             "not a readable PyTorch checkpoint",
         ),
         ("other_network", lambda p: _random_model(p, 3, 3), "another network"),
+        ("bare_3d_training_output", _bare_3d_model, "another network"),
         ("code", evil_checkpoint, "weights_only"),
     ],
 )

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from bad_inputs import assert_one_line, image, png
+from PIL import Image
 
 from bundle_runs import bundle_run
 
@@ -65,3 +66,27 @@ def test_bad_labels_and_classes_stop_training_in_one_line(tmp_path, build, says)
     line = _fails_in_one_line(datalist, tmp_path)
     assert says in line
     assert "datalist.json" in line or "c0.png" in line
+
+
+def _as_palette(path: Path) -> None:
+    """Rewrite a label map as annotation tools save it: indexed colour, 1 dark red, 2 dark green."""
+    label_map = Image.open(path).convert("P")
+    label_map.putpalette([0, 0, 0, 128, 0, 0, 0, 128, 0])
+    label_map.save(path)
+
+
+def test_palette_label_maps_train(tmp_path):
+    datalist = _datalist(tmp_path / "data")
+    for path in (tmp_path / "data" / "labels").glob("*.png"):
+        _as_palette(path)
+    done = bundle_run("muscle_csa_2d", ["train"], datalist=datalist, output_dir=tmp_path / "run", **TINY)
+    assert done.returncode == 0 and (tmp_path / "run" / "model.pt").is_file()
+
+
+def test_a_colour_coded_label_map_stops_training_in_one_line(tmp_path):
+    datalist = _datalist(tmp_path / "data")
+    first = tmp_path / "data" / "labels" / "c0.png"
+    _as_palette(first)
+    Image.open(first).convert("RGB").save(first)
+    line = _fails_in_one_line(datalist, tmp_path, "c0.png")
+    assert "colour-coded label map" in line

@@ -19,7 +19,14 @@ import numpy as np
 from tqdm import tqdm
 
 from sonomuscle.classes import CLASSES_KEY, check_classes, written_values
-from sonomuscle.data.readers import SUPPORTED_SUFFIXES, load_image, stem_of, suffix_of
+from sonomuscle.data.readers import (
+    SLICER_SEGMENTATION,
+    SUPPORTED_SUFFIXES,
+    load_image,
+    slicer_segments,
+    stem_of,
+    suffix_of,
+)
 from sonomuscle.errors import InputError, positive_mm
 from sonomuscle.io import atomic_write_json
 
@@ -78,12 +85,14 @@ def build_datalist(
     """
     images, out = Path(images), Path(out)
     pattern = check_split_arguments(val_fraction, test_fraction, folds, group_by, spacing)
-    classes = None if classes is None else check_classes(classes, "--classes")
-    if partial and classes is None:
-        raise InputError(None, "--partial is for label maps of named classes: give --classes too")
     rejected = Rejections(out.parent)
     image_files = scan_folder(images, rejected)
     label_files = {key: scan_folder(Path(folder), rejected) for key, folder in labels.items()}
+    if classes is None:
+        classes = segment_classes([path for files in label_files.values() for path in files.values()])
+    classes = None if classes is None else check_classes(classes, "--classes")
+    if partial and classes is None:
+        raise InputError(None, "--partial is for label maps of named classes: give --classes too")
 
     cases = []
     for stem, image_path in tqdm(sorted(image_files.items()), desc="checking pairs", unit="image"):
@@ -161,6 +170,20 @@ def check_split_arguments(
     return pattern
 
 
+def segment_classes(label_files: list[Path]) -> dict[str, int] | None:
+    """The classes that 3D Slicer segmentation files name, when every label file is one (else None): each
+    segment's name, made a class name (``"blood vessel"`` → ``blood_vessel``), with its label value."""
+    if not label_files or any(suffix_of(path) != SLICER_SEGMENTATION for path in label_files):
+        return None
+    classes: dict[str, int] = {}
+    for path in label_files:
+        for name, value in slicer_segments(path).items():
+            name = re.sub(r"\W+", "_", name.strip()).strip("_")
+            if classes.setdefault(name, value) != value:
+                raise InputError(path, f"segment {name!r} has value {value}, {classes[name]} in other files")
+    return classes
+
+
 def scan_folder(folder: Path, rejected: Rejections) -> dict[str, Path]:
     """Stem → file for the readable formats in ``folder``; other files and clashing stems are rejected."""
     if not folder.is_dir():
@@ -210,7 +233,7 @@ def _check_case(
     kept, present = {}, set()
     for key, path in labels.items():
         try:
-            mask, _ = load_image(path, mask=classes is None)
+            mask, _ = load_image(path, mask=classes is None, labels=classes is not None)
         except InputError as err:
             rejected.add(path, err.problem)
             continue

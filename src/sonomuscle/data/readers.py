@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
+import nrrd
 import numpy as np
 import pydicom
 from monai.data import ITKReader, MetaTensor, NibabelReader, PILReader
@@ -34,7 +35,8 @@ logger = logging.getLogger(__name__)
 
 RASTER_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
 DICOM_SUFFIXES = (".dcm", ".dicom")
-VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
+SLICER_SEGMENTATION = ".seg.nrrd"  # 3D Slicer's segmentation file: a label map with its segments' names
+VOLUME_SUFFIXES = (".nii", ".nii.gz", SLICER_SEGMENTATION, ".nrrd", ".nhdr", ".mha", ".mhd")
 SUPPORTED_SUFFIXES = RASTER_SUFFIXES + DICOM_SUFFIXES + VOLUME_SUFFIXES
 
 # DICOM PS3.3 C.8.5.5.1: RegionSpatialFormat 1 = 2D tissue image, PhysicalUnits 3 = cm
@@ -54,9 +56,26 @@ class UltrasoundImage:
 
 
 def suffix_of(path: str | Path) -> str:
-    """Lower-case extension, with ``.nii.gz`` as one suffix."""
+    """Lower-case extension, with ``.nii.gz`` and ``.seg.nrrd`` as one suffix."""
     name = Path(path).name.lower()
-    return ".nii.gz" if name.endswith(".nii.gz") else Path(name).suffix
+    return next(
+        (double for double in (".nii.gz", SLICER_SEGMENTATION) if name.endswith(double)), Path(name).suffix
+    )
+
+
+def slicer_segments(path: str | Path) -> dict[str, int]:
+    """Segment name → label value of a 3D Slicer ``.seg.nrrd`` (its header's ``SegmentN_Name`` and
+    ``SegmentN_LabelValue``); segments on several layers overlap and cannot be one label map."""
+    header = nrrd.read_header(str(path))
+    count = len([key for key in header if key.startswith("Segment") and key.endswith("_Name")])
+    layers = {header.get(f"Segment{i}_Layer", "0") for i in range(count)}
+    if len(layers) > 1:
+        raise InputError(
+            path,
+            f"its segments overlap ({len(layers)} layers): export them from 3D Slicer as a label map "
+            "(Segmentations > Export to files > labelmap) or make them not overlap",
+        )
+    return {header[f"Segment{i}_Name"]: int(header[f"Segment{i}_LabelValue"]) for i in range(count)}
 
 
 def stem_of(path: str | Path) -> str:
@@ -66,19 +85,22 @@ def stem_of(path: str | Path) -> str:
 
 
 def load_image(
-    path: str | Path, *, mask: bool = False, frame: int | None = None
+    path: str | Path, *, mask: bool = False, labels: bool = False, frame: int | None = None
 ) -> tuple[np.ndarray, tuple[float, ...] | None]:
     """Array in ``(X, Y[, Z])`` order and spacing in mm (None when the file carries no calibration).
 
-    Images come back as grey float32; with ``mask=True`` as uint8 0/1 (files may hold 0/1 or 0/255).
+    Images come back as grey float32; with ``mask=True`` as uint8 0/1 (files may hold 0/1 or 0/255); with
+    ``labels=True`` as an int32 label map (see :func:`label_values`).
     ``frame=k`` picks one 2D frame of a multi-frame DICOM; otherwise frames are stacked as the last axis.
     """
-    image = read_ultrasound(path, mask=mask, frame=frame)
+    image = read_ultrasound(path, mask=mask, labels=labels, frame=frame)
     return image.array, image.spacing
 
 
-def read_ultrasound(path: str | Path, *, mask: bool = False, frame: int | None = None) -> UltrasoundImage:
-    """Decode one file and check it (exists, readable, finite, not empty, mask values)."""
+def read_ultrasound(
+    path: str | Path, *, mask: bool = False, labels: bool = False, frame: int | None = None
+) -> UltrasoundImage:
+    """Decode one file and check it (exists, readable, finite, not empty, mask or label values)."""
     path = Path(path)
     suffix = suffix_of(path)
     if suffix not in SUPPORTED_SUFFIXES:
@@ -91,7 +113,7 @@ def read_ultrasound(path: str | Path, *, mask: bool = False, frame: int | None =
         raise InputError(path, f"frame={frame} given, but only DICOM files have frames")
     try:
         if suffix in RASTER_SUFFIXES:
-            array, spacing, affine = _read_raster(path, mask)
+            array, spacing, affine = _read_raster(path, mask, labels)
         elif suffix in DICOM_SUFFIXES:
             array, spacing, affine = _read_dicom(path, frame)
         else:
@@ -100,28 +122,60 @@ def read_ultrasound(path: str | Path, *, mask: bool = False, frame: int | None =
         raise
     except Exception as err:  # decoders raise anything from OSError to struct.error on a corrupt file
         raise InputError(path, f"cannot read file ({type(err).__name__}: {_first_line(err)})") from err
+    if labels:
+        return UltrasoundImage(path, label_values(_checked(path, array, False), path), spacing, affine)
     return UltrasoundImage(path, _checked(path, array, mask), spacing, affine)
 
 
-def _read_raster(path: Path, mask: bool) -> tuple[np.ndarray, None, np.ndarray]:
+def label_values(array: np.ndarray, path: str | Path | None) -> np.ndarray:
+    """An integer label map (int32): values must be non-negative integers; a 0/255 mask becomes 0/1
+    (CONVENTIONS: masks on disk are 0/255 or 0/1)."""
+    values = np.unique(array)
+    if (values != np.round(values)).any() or values.min() < 0:
+        raise InputError(path, f"label values must be non-negative integers, found {values[:5].tolist()}")
+    array = array.astype(np.int32)
+    if set(values.tolist()) == {0, 255} or values.tolist() == [255]:
+        array //= 255
+    return array
+
+
+def _read_raster(path: Path, mask: bool, labels: bool) -> tuple[np.ndarray, None, np.ndarray]:
     """PNG/TIFF/JPEG/BMP through MONAI's PILReader (which already transposes to (X, Y)); no calibration."""
-    reader = PILReader(converter=partial(_to_grey, mask=mask))
+    reader = PILReader(converter=partial(_to_grey, mask=mask, labels=labels))
     array, _ = reader.get_data(reader.read(path))
     return array, None, np.eye(4)
 
 
-def _to_grey(image: Image.Image, mask: bool) -> Image.Image:
+def _to_grey(image: Image.Image, mask: bool, labels: bool = False) -> Image.Image:
     """One float channel for any PIL mode (RGB, RGBA, palette, 16-bit).
 
-    Masks stay integer (fast, exact value checks); a palette mask keeps its indices, not their colours.
+    Masks and label maps stay integer (fast, exact value checks); a palette image's values are its indices,
+    not their colours (PASCAL VOC and many annotation tools save label maps so: 1 dark red, 2 dark green).
+    A label map saved as RGB must be grey: colours are not class values.
     """
     if getattr(image, "n_frames", 1) > 1:  # converting would silently keep the first page only
         raise InputError(image.filename, f"{image.n_frames} pages; save them as separate files or as DICOM")
-    if not mask:
+    if not (mask or labels):
         return image.convert("F")
     if image.mode == "P":
         return Image.fromarray(np.asarray(image))
+    if labels and image.mode in ("RGB", "RGBA", "LA", "PA"):
+        return _grey_labels(image)
     return image if image.mode in ("L", "I", "F") or image.mode.startswith("I;16") else image.convert("L")
+
+
+def _grey_labels(image: Image.Image) -> Image.Image:
+    """A label map saved in RGB(A): its one channel where every pixel is grey, else a one-line refusal."""
+    rgb = np.asarray(image.convert("RGB"))
+    if (rgb == rgb[..., :1]).all():
+        return Image.fromarray(rgb[..., 0])
+    colours = np.unique(rgb.reshape(-1, 3), axis=0)
+    shown = ", ".join("#" + "".join(f"{c:02x}" for c in colour) for colour in colours[:4])
+    raise InputError(
+        image.filename,
+        f"colour-coded label map ({len(colours)} colours: {shown}{', …' if len(colours) > 4 else ''}); "
+        "save the class values themselves: an indexed (palette) PNG or a grey PNG/TIFF",
+    )
 
 
 def _read_dicom(path: Path, frame: int | None) -> tuple[np.ndarray, tuple[float, ...] | None, np.ndarray]:
@@ -245,12 +299,14 @@ class UltrasoundImageReader(ImageReader):
     """MONAI reader for ``LoadImage(d)``: the arrays of :func:`load_image` as MetaTensors.
 
     The affine carries the spacing (identity when unknown) and the meta key ``"spacing_known"`` says
-    whether it is calibrated, so measures can tell mm from pixels. Use ``mask=True`` for label keys.
+    whether it is calibrated, so measures can tell mm from pixels. Use ``mask=True`` for binary mask keys
+    and ``labels=True`` for label maps.
     """
 
-    def __init__(self, mask: bool = False, frame: int | None = None) -> None:
+    def __init__(self, mask: bool = False, frame: int | None = None, labels: bool = False) -> None:
         super().__init__()
         self.mask = mask
+        self.labels = labels
         self.frame = frame
 
     def verify_suffix(self, filename: Sequence[str | Path] | str | Path) -> bool:
@@ -259,7 +315,10 @@ class UltrasoundImageReader(ImageReader):
     def read(
         self, data: Sequence[str | Path] | str | Path, **kwargs
     ) -> UltrasoundImage | list[UltrasoundImage]:
-        images = [read_ultrasound(f, mask=self.mask, frame=self.frame) for f in ensure_tuple(data)]
+        images = [
+            read_ultrasound(f, mask=self.mask, labels=self.labels, frame=self.frame)
+            for f in ensure_tuple(data)
+        ]
         return images if len(images) > 1 else images[0]
 
     def get_data(self, img: UltrasoundImage | Sequence[UltrasoundImage]) -> tuple[np.ndarray, dict]:

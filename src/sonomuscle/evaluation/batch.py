@@ -200,9 +200,8 @@ def load_pair(
     """Read both label maps and check they describe the same grid; spacing comes from the reference, else
     the prediction (a bundle can save its label maps with the image's calibration), else ``spacing`` (mm
     along every axis), else none (pixels)."""
-    ref, ref_spacing = load_image(ref_path)
-    pred, pred_spacing = load_image(pred_path)
-    ref, pred = _label_map(ref, ref_path), _label_map(pred, pred_path)
+    ref, ref_spacing = load_image(ref_path, labels=True)
+    pred, pred_spacing = load_image(pred_path, labels=True)
     if pred.shape != ref.shape:
         raise InputError(pred_path, f"shape mismatch: prediction {pred.shape}, reference {ref.shape}")
     if ref_spacing is None:
@@ -303,20 +302,6 @@ def _evaluate_pair(case: str, pair: Pair, settings: Settings) -> list[dict]:
 
 def _wants_echo(settings: Settings) -> bool:
     return "echo" in settings.measures and settings.images is not None
-
-
-def _label_map(array: np.ndarray, path: Path) -> np.ndarray:
-    """Integer class map; a 0/255 mask becomes 0/1 (CONVENTIONS: masks on disk are 0/255 or 0/1)."""
-    array = np.asarray(array)
-    if not np.isfinite(array).all():
-        raise InputError(path, "label map contains NaN or infinite values")
-    values = np.unique(array)
-    if (values != np.round(values)).any() or values.min() < 0:
-        raise InputError(path, f"label values must be non-negative integers, found {values[:5].tolist()}")
-    array = array.astype(np.int32)
-    if set(values.tolist()) == {0, 255} or values.tolist() == [255]:
-        array //= 255
-    return array
 
 
 def _shape_measures(

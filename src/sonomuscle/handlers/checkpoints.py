@@ -39,6 +39,12 @@ def checkpoint_problem(err: BaseException) -> str | None:
             return f"holds the weights of another network than this bundle's ({detail})"
         if re.search(r"zip archive|PytorchStreamReader|EOF", text):
             return UNREADABLE
+    missing = re.match(r"Key '(.+?)' from x is not found in y: (.*)", text)  # ignite loading several objects
+    if isinstance(err, ValueError) and missing:
+        found = missing[2][:120]
+        return (
+            f"holds the weights of another network than this bundle's (no {missing[1]!r} entry among {found})"
+        )
     if isinstance(err, (EOFError, KeyError)):
         return UNREADABLE
     return None

@@ -43,21 +43,24 @@ class LoadUltrasoundd(LoadImaged):
     :class:`~sonomuscle.errors.InputError` reaches the user. Images and frames share one pipeline.
     """
 
-    def __init__(self, keys: KeysCollection, mask: bool = False, allow_missing_keys: bool = False) -> None:
+    def __init__(
+        self, keys: KeysCollection, mask: bool = False, labels: bool = False, allow_missing_keys: bool = False
+    ) -> None:
         super().__init__(
             keys,
-            reader=UltrasoundImageReader(mask=mask),
+            reader=UltrasoundImageReader(mask=mask, labels=labels),
             image_only=True,
             ensure_channel_first=True,
             allow_missing_keys=allow_missing_keys,
         )
         self.mask = mask
+        self.labels = labels
 
     def __call__(self, data: Mapping[Hashable, object], reader=None) -> dict[Hashable, object]:
         d = dict(data)
         for key in self.key_iterator(d):
             if not isinstance(d[key], MetaTensor):
-                d[key] = decoded_tensor(read_ultrasound(d[key], mask=self.mask))
+                d[key] = decoded_tensor(read_ultrasound(d[key], mask=self.mask, labels=self.labels))
         return d
 
 
