@@ -28,6 +28,11 @@ MAX_VALUE = 255  # label maps are saved as 8-bit PNG
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")  # names become file suffixes and CSV column prefixes
 
 
+def class_name(text: str) -> str:
+    """An annotation tool's name for a structure as a class name: ``"blood vessel"`` → ``blood_vessel``."""
+    return re.sub(r"\W+", "_", text.strip()).strip("_")
+
+
 def check_classes(classes: object, source: str | os.PathLike | None = None) -> dict[str, int]:
     """``classes`` ordered by value, or one line saying what is wrong with them."""
     if not isinstance(classes, Mapping) or not classes:

@@ -423,6 +423,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", type=Path, nargs="+", metavar="PATH", help="multi-frame DICOM or video files")
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder for the frames (NIfTI)")
     p.add_argument("--step", type=_positive_int, default=1, help="every n-th frame (default: 1, all)")
+    p = sub.add_parser(
+        "coco-labels",
+        help="COCO segmentation JSON (CVAT, Label Studio, ...) → a label map per image and classes.json",
+    )
+    p.add_argument("annotations", type=Path, metavar="JSON", help="the COCO annotation file")
+    p.add_argument(
+        "--out", type=Path, required=True, metavar="DIR", help="folder for the label maps (indexed PNG)"
+    )
     p = sub.add_parser("label-env", help="create MONAI Label's own environment (offline, CPU or GPU)")
     p.add_argument("--env", type=Path, default=None, help="where (default: .venv-label in the source tree)")
     p = sub.add_parser("label-server", help="serve the segmentation bundles to 3D Slicer through MONAI Label")
@@ -540,6 +548,11 @@ def run(args: argparse.Namespace) -> None:
 
         for path in args.paths:
             print(f"{path}: {len(write_frames(path, args.out, args.step))} frame(s) → {args.out}")
+    elif args.command == "coco-labels":
+        from sonomuscle.data.coco import coco_label_maps
+
+        classes = coco_label_maps(args.annotations, args.out)
+        print(f"label maps of {len(classes)} class(es) {classes} → {args.out} (classes.json beside them)")
     elif args.command in ("label-env", "label-server"):
         _run_label_command(args)
 

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from sonomuscle.classes import CLASSES_KEY, check_classes, written_values
+from sonomuscle.classes import CLASSES_KEY, check_classes, class_name, written_values
 from sonomuscle.data.readers import (
     SLICER_SEGMENTATION,
     SUPPORTED_SUFFIXES,
@@ -172,13 +172,13 @@ def check_split_arguments(
 
 def segment_classes(label_files: list[Path]) -> dict[str, int] | None:
     """The classes that 3D Slicer segmentation files name, when every label file is one (else None): each
-    segment's name, made a class name (``"blood vessel"`` → ``blood_vessel``), with its label value."""
+    segment's name as a class name, with its label value."""
     if not label_files or any(suffix_of(path) != SLICER_SEGMENTATION for path in label_files):
         return None
     classes: dict[str, int] = {}
     for path in label_files:
         for name, value in slicer_segments(path).items():
-            name = re.sub(r"\W+", "_", name.strip()).strip("_")
+            name = class_name(name)
             if classes.setdefault(name, value) != value:
                 raise InputError(path, f"segment {name!r} has value {value}, {classes[name]} in other files")
     return classes
