@@ -195,7 +195,7 @@ def test_a_colour_coded_label_map_is_one_line_saying_what_to_save(tmp_path):
         InputError, match=r"rgb\.png: colour-coded label map \(3 colours: #000000, #008000, #800000\)"
     ) as err:
         load_image(path, labels=True)
-    assert "\n" not in str(err.value) and "palette" in str(err.value)
+    assert "\n" not in str(err.value) and "sonomuscle colour-labels" in str(err.value)
 
 
 def test_fractional_label_values_are_refused(tmp_path):

@@ -58,24 +58,35 @@ def check_classes(classes: object, source: str | os.PathLike | None = None) -> d
 
 def parse_classes(text: str) -> dict[str, int]:
     """``NAME=VALUE,NAME=VALUE`` or the path of a JSON file holding ``{"NAME": VALUE, ...}``."""
+    pairs = named_values(text, "--classes")
+    if "=" not in text:
+        return check_classes(pairs, text)
+    for part, value in pairs.items():
+        if not value.strip().isdigit():
+            raise InputError(None, f"--classes {part}={value}: expected NAME=VALUE with a whole-number VALUE")
+    return check_classes({name: int(value) for name, value in pairs.items()}, "--classes")
+
+
+def named_values(text: str, option: str) -> dict[str, object]:
+    """``NAME=VALUE,NAME=VALUE`` (values as text) or the path of a JSON file holding ``{"NAME": VALUE}``."""
     if "=" not in text:
         path = Path(text)
         try:
-            classes = json.loads(path.read_text(encoding="utf-8"))
+            pairs = json.loads(path.read_text(encoding="utf-8"))
         except OSError as err:
-            raise InputError(path, f"cannot read the classes file ({err.strerror})") from None
+            raise InputError(path, f"cannot read the {option.strip('-')} file ({err.strerror})") from None
         except ValueError as err:
             raise InputError(path, f"is not JSON ({err})") from None
-        return check_classes(classes, path)
-    classes: dict[str, int] = {}
+        if not isinstance(pairs, dict):
+            raise InputError(path, f'{option} must be {{"NAME": VALUE, ...}}, got {type(pairs).__name__}')
+        return pairs
+    pairs: dict[str, object] = {}
     for part in filter(None, (p.strip() for p in text.split(","))):
         name, _, value = part.partition("=")
-        if not value.strip().isdigit():
-            raise InputError(None, f"--classes {part!r}: expected NAME=VALUE with a whole-number VALUE")
-        if name.strip() in classes:
-            raise InputError(None, f"--classes names {name.strip()!r} twice")
-        classes[name.strip()] = int(value)
-    return check_classes(classes, "--classes")
+        if name.strip() in pairs:
+            raise InputError(None, f"{option} names {name.strip()!r} twice")
+        pairs[name.strip()] = value
+    return pairs
 
 
 def datalist_classes(datalist: str | os.PathLike) -> dict[str, int]:

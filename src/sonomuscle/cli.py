@@ -431,6 +431,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--out", type=Path, required=True, metavar="DIR", help="folder for the label maps (indexed PNG)"
     )
+    p = sub.add_parser(
+        "colour-labels",
+        aliases=["color-labels"],
+        help="colour-coded (RGB) label maps → label maps of class values and classes.json",
+    )
+    p.add_argument("maps", type=Path, metavar="DIR", help="folder of colour-coded label maps")
+    p.add_argument(
+        "--colours",
+        "--colors",
+        required=True,
+        metavar="NAME=#RRGGBB,...",
+        help="each structure's colour (or a JSON file of them); classes get values 1, 2, ... in this order",
+    )
+    p.add_argument(
+        "--out", type=Path, required=True, metavar="DIR", help="folder for the label maps (indexed PNG)"
+    )
     p = sub.add_parser("label-env", help="create MONAI Label's own environment (offline, CPU or GPU)")
     p.add_argument("--env", type=Path, default=None, help="where (default: .venv-label in the source tree)")
     p = sub.add_parser("label-server", help="serve the segmentation bundles to 3D Slicer through MONAI Label")
@@ -553,6 +569,11 @@ def run(args: argparse.Namespace) -> None:
 
         classes = coco_label_maps(args.annotations, args.out)
         print(f"label maps of {len(classes)} class(es) {classes} → {args.out} (classes.json beside them)")
+    elif args.command in ("colour-labels", "color-labels"):
+        from sonomuscle.data.colours import colour_label_maps, parse_colours
+
+        classes, skipped = colour_label_maps(args.maps, parse_colours(args.colours), args.out)
+        print(f"label maps of {len(classes)} class(es) {classes} → {args.out} ({len(skipped)} skipped)")
     elif args.command in ("label-env", "label-server"):
         _run_label_command(args)
 

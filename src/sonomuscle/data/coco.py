@@ -15,15 +15,11 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 from skimage.draw import polygon as filled_polygon
 
 from sonomuscle.classes import check_classes, class_name, write_classes_file
+from sonomuscle.data.writers import write_indexed_label_map
 from sonomuscle.errors import InputError
-from sonomuscle.io import atomic_path
-
-# a palette that tells classes apart on screen (PASCAL VOC's first colours); the indices are what counts
-PALETTE = [0, 0, 0, 128, 0, 0, 0, 128, 0, 128, 128, 0, 0, 0, 128, 128, 0, 128, 0, 128, 128, 128, 128, 128]
 
 
 def coco_label_maps(annotations: str | os.PathLike, out: str | os.PathLike) -> dict[str, int]:
@@ -50,7 +46,7 @@ def coco_label_maps(annotations: str | os.PathLike, out: str | os.PathLike) -> d
         label_map = np.zeros((image["height"], image["width"]), np.uint8)
         for shape in sorted(drawn, key=lambda s: -s.get("area", 0)):
             label_map[_mask(shape, label_map.shape, annotations)] = shape["category_id"]
-        _save(label_map, out / f"{Path(image['file_name']).stem}.png")
+        write_indexed_label_map(label_map, out / f"{Path(image['file_name']).stem}.png")
     write_classes_file(out, classes)
     return classes
 
@@ -107,10 +103,3 @@ def _mask(shape: Mapping, size: tuple[int, int], source: Path) -> np.ndarray:
         rows, columns = filled_polygon(xy[:, 1], xy[:, 0], shape=size)
         mask[rows, columns] = True
     return mask
-
-
-def _save(label_map: np.ndarray, path: Path) -> None:
-    image = Image.frombytes("P", label_map.shape[::-1], label_map.tobytes())
-    image.putpalette(PALETTE)
-    with atomic_path(path) as tmp:
-        image.save(tmp, format="PNG")

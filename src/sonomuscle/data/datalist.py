@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from sonomuscle.classes import CLASSES_KEY, check_classes, class_name, written_values
+from sonomuscle.classes import CLASSES_FILE, CLASSES_KEY, check_classes, class_name, written_values
 from sonomuscle.data.readers import (
     SLICER_SEGMENTATION,
     SUPPORTED_SUFFIXES,
@@ -189,7 +189,9 @@ def scan_folder(folder: Path, rejected: Rejections) -> dict[str, Path]:
     if not folder.is_dir():
         raise InputError(folder, "folder not found")
     files: dict[str, Path] = {}
-    for path in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")):
+    # classes.json names the values of the label maps beside it (coco-labels, colour-labels, bundle outputs)
+    listed = (p for p in folder.iterdir() if p.is_file() and p.name != CLASSES_FILE)
+    for path in sorted(p for p in listed if not p.name.startswith(".")):
         stem = stem_of(path)
         if suffix_of(path) not in SUPPORTED_SUFFIXES:
             rejected.add(path, f"unsupported file type {suffix_of(path) or '(none)'!r}")

@@ -174,7 +174,8 @@ def _grey_labels(image: Image.Image) -> Image.Image:
     raise InputError(
         image.filename,
         f"colour-coded label map ({len(colours)} colours: {shown}{', …' if len(colours) > 4 else ''}); "
-        "save the class values themselves: an indexed (palette) PNG or a grey PNG/TIFF",
+        "convert it with `sonomuscle colour-labels DIR --colours NAME=#RRGGBB,... --out DIR`, or save the class "
+        "values themselves (an indexed-colour or grey PNG/TIFF)",
     )
 
 
