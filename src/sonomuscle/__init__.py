@@ -1,4 +1,8 @@
-"""sonomuscle: deep learning for muscle ultrasound on MONAI."""
+"""sonomuscle: deep learning for muscle ultrasound on MONAI.
+
+Importing the package changes nothing in the interpreter; the ``sonomuscle`` command and the bundle runs
+(:mod:`sonomuscle.bundle_session`) install the one-line errors and quiet the library notices for themselves.
+"""
 
 import os
 import warnings
@@ -26,10 +30,3 @@ def quiet_library_notices() -> None:
     if not os.environ.get("SONOMUSCLE_VERBOSE"):
         for notice in QUIET_NOTICES:
             warnings.filterwarnings("ignore", message=notice)
-
-
-quiet_library_notices()
-
-from sonomuscle.errors import install_one_line_errors  # noqa: E402  (after the filters it must not undo)
-
-install_one_line_errors()

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from sonomuscle import __version__
+from sonomuscle import __version__, quiet_library_notices
 from sonomuscle.data.phantoms import PHANTOM_MODULES
 from sonomuscle.errors import InputError, user_error
 
@@ -635,6 +635,7 @@ def _run_bundle_command(args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; a problem with the user's input or paths is one line and exit status 2."""
+    quiet_library_notices()
     args = build_parser().parse_args(argv)
     try:
         run(args)
