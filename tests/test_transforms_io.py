@@ -11,7 +11,7 @@ from PIL import Image
 
 from sonomuscle.data.readers import UltrasoundImageReader
 from sonomuscle.errors import InputError
-from sonomuscle.transforms.io import SetSpacingd, ValidateInputd
+from sonomuscle.transforms.io import FitsInMemoryd, SetSpacingd, ValidateInputd, available_memory
 from test_readers import write_dicom
 
 PICTURE = np.arange(12 * 20, dtype=np.uint8).reshape(12, 20)  # rows (Y) × cols (X)
@@ -93,3 +93,25 @@ def test_validate_names_the_bad_file(image, label, culprit, problem):
     with pytest.raises(InputError, match=problem) as err:
         ValidateInputd("image", "label", spatial_dims=2, allowed_values=(0, 1))(data)
     assert err.value.source == f"/d/{culprit}"
+
+
+def _volume(shape, spacing_mm) -> MetaTensor:
+    volume = MetaTensor(torch.zeros(1, *shape), affine=torch.diag(torch.tensor([*spacing_mm, 1.0])))
+    volume.meta["filename_or_obj"] = "scan.nii.gz"
+    return volume
+
+
+def test_a_volume_that_resampled_would_not_fit_is_refused_before_resampling():
+    """10×10×10 voxels of 1 mm at 0.5 mm: 8 000 voxels, 256 kB with 8 float32 copies."""
+    check = FitsInMemoryd("image", pixdim=[0.5, 0.5, 0.5], max_bytes=300_000)
+    fits = {"image": _volume((10, 10, 10), (1.0, 1.0, 1.0))}
+    assert check(fits) is fits
+    with pytest.raises(
+        InputError, match=r"scan\.nii\.gz: 10×10×12 voxels of 1×1×1 mm become 20×20×24 at"
+    ) as err:
+        check({"image": _volume((10, 10, 12), (1.0, 1.0, 1.0))})
+    assert "\n" not in str(err.value) and "voxel size" in str(err.value)
+
+
+def test_memory_available_is_known_on_linux():
+    assert available_memory() is None or available_memory() > 0

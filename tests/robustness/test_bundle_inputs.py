@@ -254,13 +254,16 @@ def test_3d_inference_keeps_the_good_volume(phantoms_3d, tmp_path):
     shutil.copy(good, folder / good.name)
     png(folder / "slice.png", image())
     nifti(folder / "flat.nii.gz", np.ones((20, 20, 20)), zooms=(1.0, 1.0, 0.0))
+    # a header in cm read as mm, or another scanner's coarse volume: ~10^11 voxels at the bundle's 0.5 mm
+    nifti(folder / "huge.nii.gz", np.ones((47, 63, 44)), zooms=(15.0, 15.0, 15.0))
     code, _, err = _run("bladder_wall_3d", ["inference"], model_path=model, input_dir=folder,
                           output_dir=tmp_path / "out")  # fmt: skip
     assert code == 0, err[-3000:]
     assert [p.name for p in (tmp_path / "out" / "pred").glob("*.nii.gz")] == [good.name]
     problems = pd.read_csv(tmp_path / "out" / "problems.csv")
     said = dict(zip(problems["input"].map(lambda p: Path(p).name), problems["problem"], strict=True))
-    assert sorted(said) == ["flat.nii.gz", "slice.png"] and "voxel size" in said["flat.nii.gz"]
+    assert sorted(said) == ["flat.nii.gz", "huge.nii.gz", "slice.png"] and "voxel size" in said["flat.nii.gz"]
+    assert "become 1410×1890×1320 at the bundle's 0.5×0.5×0.5 mm" in said["huge.nii.gz"]
 
 
 def test_3d_label_on_another_grid_than_its_image(tmp_path):

@@ -228,6 +228,56 @@ class ValidateInputd(Transform):
             raise InputError(source_of(data, key), f"{key!r} contains {n} NaN or infinite values")
 
 
+class FitsInMemoryd(Transform):
+    """Refuse, naming the file, a volume that resampled to ``pixdim`` would not fit in memory.
+
+    A scan of another kind (47×63×44 voxels of 1.5 mm) or a header in the wrong units becomes billions of
+    voxels at a bundle's fine spacing, and ``Spacingd`` then dies allocating them, taking the batch with it.
+    Checked before resampling: the resampled volume, ``copies`` times over (the resampled image, the network's
+    output per class, the inverted prediction), must fit in ``max_bytes`` (default: the memory available
+    now); a case that does not is skipped with one line and the rest of the batch is measured.
+    """
+
+    def __init__(
+        self, image_key: str, pixdim: Sequence[float], copies: int = 8, max_bytes: float | None = None
+    ) -> None:
+        self.image_key = image_key
+        self.pixdim = np.asarray(pixdim, dtype=float)
+        self.copies = copies
+        self.max_bytes = max_bytes
+
+    def __call__(self, data: Mapping[Hashable, object]) -> Mapping[Hashable, object]:
+        image = data[self.image_key]
+        if not isinstance(image, MetaTensor):
+            return data
+        spacing = np.asarray(image.pixdim, dtype=float)[: len(self.pixdim)]
+        shape = np.asarray(image.shape[1:], dtype=float)
+        resampled = np.ceil(shape * spacing / self.pixdim)
+        needed = float(np.prod(resampled)) * 4 * self.copies  # float32
+        available = available_memory() if self.max_bytes is None else self.max_bytes
+        if available is not None and needed > available:
+            raise InputError(
+                source_of(data, self.image_key),
+                f"{'×'.join(f'{n:g}' for n in shape)} voxels of {'×'.join(f'{v:g}' for v in spacing)} mm become "
+                f"{'×'.join(f'{n:g}' for n in resampled)} at the bundle's {'×'.join(f'{v:g}' for v in self.pixdim)} "
+                f"mm, about {needed / 2**30:.0f} GB to infer with {available / 2**30:.0f} GB free: check the "
+                "header's voxel size (its units), or give a coarser --pixdim",
+            )
+        return data
+
+
+def available_memory() -> float | None:
+    """Bytes of memory available now (Linux ``MemAvailable``); None where it cannot be told."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return float(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
 def _plain(item: object) -> torch.Tensor:
     """The data of a MetaTensor as a plain tensor (no copy): checks on it skip MetaTensor's bookkeeping,
     which cost more than the checks themselves."""
