@@ -11,8 +11,7 @@ from PIL import Image
 from sonomuscle.io import atomic_path
 
 # a palette that tells classes apart on screen (PASCAL VOC's first colours); the indices are what counts
-LABEL_PALETTE = [channel for colour in ("000000", "800000", "008000", "808000", "000080", "800080", "008080", "808080")
-                 for channel in bytes.fromhex(colour)]  # fmt: skip
+LABEL_PALETTE = list(bytes.fromhex("000000 800000 008000 808000 000080 800080 008080 808080"))
 
 
 class LightPNGWriter(PILWriter):

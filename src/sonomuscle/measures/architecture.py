@@ -8,9 +8,10 @@ present; labs that measure straight down the image get ``thickness_vertical`` (a
 a place of the user's choosing (``thickness_at``, ``thickness_vertical_at``). At one place, each edge is the
 line through the band's columns nearest to it (``LOCAL_SPAN`` of the width), so an aponeurosis that curves,
 as a contracted muscle's does, is followed where it is measured (gastrocnemius lateralis of another lab,
-vertical thickness at a tenth of the width against three observers: MAE 12.1 → 5.7 px, ICC 0.43 → 0.72). A fascicle is a straight line
-fitted to an annotated piece; its pennation angle is its angle to ``L_d`` (``pennation_angle``) and to
-``L_s`` (``pennation_angle_superficial``, TimTrack's and UltraTrack's definition), and its length runs
+vertical thickness at a tenth of the width against three observers: MAE 12.1 → 5.7 px, ICC 0.43 → 0.72).
+A fascicle is a straight line fitted to an annotated piece; its pennation angle is its angle to ``L_d``
+(``pennation_angle``) and to ``L_s`` (``pennation_angle_superficial``, TimTrack's and UltraTrack's
+definition), and its length runs
 between its intersections with ``L_d`` and ``L_s``, extrapolated beyond the image where needed. An image's
 length is the median over its fascicles, each weighted by how much of it is visible, and its angle the upper
 quartile of the same weighting: a network marks short speckle streaks as well as clear fascicles, and the
