@@ -29,7 +29,7 @@ def _network(bundle: Path) -> tuple[torch.nn.Module, ConfigParser]:
 def test_shipped_weights_match_large_files_and_the_inference_network(name):
     bundle = REPO / "bundles" / name
     listed = yaml.safe_load((bundle / "large_files.yml").read_text())["large_files"]
-    encoder = {ENCODER.as_posix()} if (bundle / ENCODER).is_file() else set()
+    encoder = {ENCODER} if (bundle / ENCODER).is_file() else set()
     assert {e["path"] for e in listed} == {"models/model.pt", "models/model.ts", *encoder}
     for entry in listed:
         assert md5_of(bundle / entry["path"]) == entry["hash_val"], (
@@ -107,4 +107,4 @@ def test_publish_encoder_keeps_the_encoder_and_lists_it(tmp_path):
     kept = torch.load(encoder, weights_only=True)["model"]
     assert 0 < len(kept) < len(unet.state_dict()) and not any(".2." in key for key in kept)  # no decoder
     listed = yaml.safe_load((bundle / "large_files.yml").read_text())["large_files"]
-    assert listed == [{"path": ENCODER.as_posix(), "hash_val": md5_of(encoder), "hash_type": "md5"}]
+    assert listed == [{"path": ENCODER, "hash_val": md5_of(encoder), "hash_type": "md5"}]

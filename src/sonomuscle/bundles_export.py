@@ -16,8 +16,9 @@ from pathlib import Path
 # a bundle's shipped parts; everything else under bundles/<name>/ (runs/, eval/, checkpoints) stays behind
 SHIPPED_DIRS = ("configs", "docs")
 WEIGHTS = ("models/model.pt", "models/model.ts")
-# an image-level bundle's starting encoder (see sonomuscle.weights)
-SHIPPED_FILES = ("LICENSE", "large_files.yml", *WEIGHTS, "models/pretrained_encoder.pt")
+ENCODER = "models/pretrained_encoder.pt"  # an image-level bundle's starting encoder (see sonomuscle.weights)
+LARGE_FILES = (*WEIGHTS, ENCODER)  # what large_files.yml lists, in its order, where the bundle has it
+SHIPPED_FILES = ("LICENSE", "large_files.yml", *LARGE_FILES)
 _SKIPPED = ("__pycache__", ".pyc", ".pyo")
 
 

@@ -22,11 +22,11 @@ import torch
 import yaml
 from monai.bundle import ckpt_export
 
+from sonomuscle.bundles_export import ENCODER, LARGE_FILES
 from sonomuscle.io import atomic_path, atomic_write_text
 from sonomuscle.networks import unet_encoder_prefixes
 
 SHIPPED_KEYS = ("model", "trained_channels", "classes", "outputs")
-ENCODER = Path("models") / "pretrained_encoder.pt"
 
 
 def publish_weights(
@@ -77,8 +77,7 @@ def publish_encoder(checkpoint: str | os.PathLike, bundle: str | os.PathLike) ->
 
 def _large_files(bundle: Path) -> list[Path]:
     """The weight files ``bundle`` holds, in the order ``large_files.yml`` lists them."""
-    names = (Path("models") / "model.pt", Path("models") / "model.ts", ENCODER)
-    return [bundle / name for name in names if (bundle / name).is_file()]
+    return [bundle / name for name in LARGE_FILES if (bundle / name).is_file()]
 
 
 def write_large_files(bundle: Path, files: list[Path]) -> Path:
