@@ -37,7 +37,7 @@ def test_rows_pictures_and_a_bad_image(tmp_path, caplog):
         overlay_dir=tmp_path / "out",
         label_map_dir=tmp_path / "out" / "pred",
     )
-    handler._started(None)
+    handler.started(None)
     output = [
         {"pred": _prediction(tmp_path / "scan.png", label_map, 0.2)},
         {"pred": _prediction(tmp_path / "gone.png", label_map, None)},

@@ -58,7 +58,11 @@ def test_a_mixed_folder_is_measured_and_bad_paths_get_one_line(tmp_path, inputs,
     assert sorted(p.split("/")[-1] for p in rows.index) == ["canvas.png", "plain.png"]
     assert (rows["units"] == "px").all() and (rows["calibration"] == "none").all()
     assert rows["thickness"].notna().all() and rows["error"].isna().all()
-    assert rows[["confidence_aponeurosis", "confidence_fascicle"]].stack().between(0.5, 1).all()
+    confidence = rows[["confidence_aponeurosis", "confidence_fascicle"]]
+    # the canvas is cropped to the same picture, so the network is as sure of both; and of a clean phantom,
+    # surer than of the least sure 5 % of its validation images (the flags' thresholds)
+    assert np.abs(confidence.iloc[0] - confidence.iloc[1]).max() < 0.02
+    assert not rows["flags"].fillna("").str.contains("low model confidence").any()
     skipped = [line for line in err.splitlines() if line.startswith("sonomuscle measure: skipped")]
     assert len(skipped) == 4
     assert any("dot.png" in line and "1×1 pixels is too small" in line for line in skipped)

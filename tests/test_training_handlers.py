@@ -9,11 +9,14 @@ import pytest
 import torch
 from ignite.engine import Engine, State
 from monai.data import MetaTensor
+from monai.networks.nets import UNet
 
-from sonomuscle.handlers.checkpoints import last_checkpoint
+from sonomuscle.checkpoints import last_checkpoint, load_initial_weights
+from sonomuscle.errors import InputError
 from sonomuscle.handlers.progress import metric_texts
 from sonomuscle.handlers.resume import stretch_cosine_schedule
-from sonomuscle.handlers.volumetric import units_of
+from sonomuscle.handlers.trained_channels import TrainedChannels
+from sonomuscle.transforms.io import units_of
 
 
 def _cosine(epochs_done: int, t_max: int) -> torch.optim.lr_scheduler.CosineAnnealingLR:
@@ -80,3 +83,33 @@ def test_resume_switched_off_as_the_command_line_writes_it_starts_afresh(tmp_pat
     torch.save({"model": {}}, tmp_path / "checkpoint_epoch=1.pt")
     assert last_checkpoint(tmp_path, resume=off) == ""
     assert last_checkpoint(tmp_path, resume="true").endswith("checkpoint_epoch=1.pt")
+
+
+def _unet(dims: int = 2) -> UNet:
+    return UNet(spatial_dims=dims, in_channels=1, out_channels=2, channels=(4, 8), strides=(2,))
+
+
+def test_fine_tuning_starts_from_the_weights_and_the_channels_they_were_trained_on(tmp_path):
+    trained, record = _unet(), TrainedChannels(["aponeurosis", "fascicle"])
+    record.trained[:] = True
+    torch.save({"model": trained.state_dict(), "trained_channels": record.state_dict()}, tmp_path / "m.pt")
+    network, fresh = _unet(), TrainedChannels(["aponeurosis", "fascicle"])
+    assert load_initial_weights(tmp_path / "m.pt", network, fresh) == str(tmp_path / "m.pt")
+    loaded, saved = network.state_dict(), trained.state_dict()
+    assert all(torch.equal(loaded[k], saved[k]) for k in saved)
+    assert fresh.untrained() == []  # fascicle-free fine-tuning images do not make that channel "untrained"
+
+
+@pytest.mark.parametrize("off", [False, "false", ""])
+def test_no_initial_weights_leaves_the_network_as_it_was(off):
+    network = _unet()
+    before = {k: v.clone() for k, v in network.state_dict().items()}
+    assert load_initial_weights(off, network) == ""
+    assert all(torch.equal(before[k], v) for k, v in network.state_dict().items())
+
+
+def test_initial_weights_of_another_network_are_one_line(tmp_path):
+    torch.save({"model": _unet(dims=3).state_dict()}, tmp_path / "3d.pt")
+    with pytest.raises(InputError, match=r"3d\.pt.*another network than this bundle's") as err:
+        load_initial_weights(tmp_path / "3d.pt", _unet())
+    assert "\n" not in str(err.value)

@@ -18,8 +18,8 @@ from sonomuscle.transforms.ultrasound import (
     RandDynamicRanged,
     RandProbeFootprintd,
     RandSpeckled,
-    ultrasound_augmentation,
 )
+from sonomuscle.workflows import bundle_dir
 
 TRANSFORMS = [RandSpeckled, RandDepthGaind, RandDynamicRanged, RandAcousticShadowd, RandProbeFootprintd]
 SHAPES = {2: (1, 64, 48), 3: (1, 24, 32, 16)}
@@ -202,23 +202,46 @@ def test_footprint_zeros_outside_only(shape, dims):
         assert max(bottoms[0], bottoms[-1]) < max(bottoms)
 
 
-@pytest.mark.parametrize("dims", [2, 3])
-def test_composed_stack_with_monai_elastic_flips_gain_and_gamma(dims):
-    shape = (1, 40, 48) if dims == 2 else (1, 20, 24, 12)
-    image = _image(shape)
-    label = MetaTensor((torch.rand(shape) > 0.7).float())
-    unannotated = MetaTensor(torch.full(shape, -1.0))
-    keys = ["image", "label", "fascicle"]
-    stack = Compose(ultrasound_augmentation("image", ["label", "fascicle"], spatial_dims=dims, prob=1.0))
-    runs = [
-        stack.set_random_state(7)({"image": image, "label": label, "fascicle": unannotated}) for _ in range(2)
-    ]
-    for key in keys:
-        assert runs[0][key].shape == shape and torch.equal(runs[0][key], runs[1][key])
-    assert runs[0]["image"].dtype == torch.float32 and torch.isfinite(runs[0]["image"]).all()
-    assert not torch.equal(runs[0]["image"], image)
-    assert set(runs[0]["label"].unique().tolist()) <= {0.0, 1.0}
-    assert torch.all(runs[0]["fascicle"] == -1.0)  # "not annotated" stays so after resampling
+def _bundle_augmentation(bundle: str) -> Compose:
+    """A bundle's own ``train#augmentation`` list, as its training composes it."""
+    parser = ConfigParser()
+    parser.read_config(str(bundle_dir(bundle) / "configs" / "train.json"))
+    return Compose(parser.get_parsed_content("train#augmentation"))
+
+
+def test_architecture_augmentation_keeps_label_values_and_unannotated_channels_unannotated():
+    shape = (64, 48)
+    image = _image((1, *shape))
+    label = MetaTensor(torch.stack([(torch.rand(shape) > 0.7).float(), torch.full(shape, -1.0)]))
+    stack = _bundle_augmentation("muscle_architecture_2d")
+    changed = 0
+    for seed in range(12):
+        runs = [stack.set_random_state(seed)({"image": image, "label": label.clone()}) for _ in range(2)]
+        out = runs[0]
+        assert torch.equal(out["image"], runs[1]["image"]) and torch.equal(out["label"], runs[1]["label"])
+        assert out["image"].shape == (1, *shape) and out["label"].shape == (2, *shape)
+        assert torch.isfinite(out["image"]).all() and out["image"].dtype == torch.float32
+        # pixels brought in from outside the picture are "not annotated" (-1), docs/CONVENTIONS.md
+        assert set(out["label"][0].unique().tolist()) <= {-1.0, 0.0, 1.0}
+        assert torch.all(out["label"][1] == -1.0)  # "not annotated" stays so through every resampling
+        changed += not torch.equal(out["image"], image)
+    assert changed >= 6  # each transform fires on a share of draws; together they change most pictures
+
+
+def test_volumetric_augmentation_crops_patches_with_the_label_values_kept():
+    image = _image((1, 72, 72, 40))
+    label = MetaTensor(torch.zeros(1, 72, 72, 40))
+    label[0, 16:56, 20:52, 8:32] = 1.0
+    label[0, 26:46, 28:44, 14:26] = 2.0
+    stack = _bundle_augmentation("ciliary_muscle_3d")
+    parser = ConfigParser()
+    parser.read_config(str(bundle_dir("ciliary_muscle_3d") / "configs" / "train.json"))
+    size, samples = parser["spatial_size"], parser["num_samples"]
+    patches = stack.set_random_state(3)({"image": image, "label": label})
+    assert len(patches) == samples
+    for patch in patches:
+        assert patch["image"].shape == (1, *size) and patch["label"].shape == (1, *size)
+        assert set(patch["label"].unique().tolist()) <= {-1.0, 0.0, 1.0, 2.0}  # -1: brought in from outside
 
 
 def test_invertd_undoes_geometry_across_intensity_transforms():
@@ -234,20 +257,3 @@ def test_invertd_undoes_geometry_across_intensity_transforms():
     out["pred"] = out["label"].clone()
     inverted = Invertd("pred", pipeline, orig_keys="image")(out)["pred"]
     assert torch.equal(inverted.as_tensor(), label.as_tensor())
-
-
-def test_augmentation_list_reads_in_a_bundle_config():
-    config = {
-        "preprocessing": [],
-        "augmentation": {
-            "_target_": "sonomuscle.transforms.ultrasound.ultrasound_augmentation",
-            "keys": "image",
-            "label_keys": ["label"],
-            "spatial_dims": 2,
-        },
-        "train_transforms": {"_target_": "Compose", "transforms": "$@preprocessing + @augmentation"},
-    }
-    transforms = ConfigParser(config).get_parsed_content("train_transforms").transforms
-    names = [type(t).__name__ for t in transforms]
-    assert names[:3] == ["RandFlipd", "RandRotated", "Rand2DElasticd"] and names[-1] == "RandProbeFootprintd"
-    assert {"RandSpeckled", "RandScaleIntensityd", "RandAdjustContrastd"} <= set(names)

@@ -131,7 +131,7 @@ class LabelClasses:
 
 def checkpoint_classes(path: str | os.PathLike, key: str = CLASSES_KEY) -> dict[str, int]:
     """The classes saved in a checkpoint by :class:`LabelClasses` (what inference names its outputs by)."""
-    from sonomuscle.handlers.checkpoints import read_checkpoint
+    from sonomuscle.checkpoints import read_checkpoint
 
     checkpoint = read_checkpoint(path)
     if key not in checkpoint:

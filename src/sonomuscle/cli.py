@@ -335,6 +335,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="also measure thickness (perpendicular and vertical) here: a fraction of the width from the "
         "left edge (0.1) or a pixel column (120px); the centre is always measured",
     )
+    p.add_argument(
+        "--processes",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="measure in N processes under torchrun, each its share of the inputs: one per GPU, or CPU "
+        "processes on a many-core machine (the results are the same as one process's)",
+    )
 
     p = sub.add_parser(
         "crossval",
@@ -534,6 +542,7 @@ def run(args: argparse.Namespace) -> None:
             step=args.step,
             crop=args.crop,
             thickness_at=args.thickness_at,
+            processes=args.processes,
         )
     elif args.command == "crossval":
         from sonomuscle.crossval import cross_validate

@@ -18,10 +18,10 @@ from pathlib import Path
 import pandas as pd
 
 from sonomuscle.bundle import fold_pool
+from sonomuscle.checkpoints import last_checkpoint
 from sonomuscle.data.table import CLASS_NAMES_KEY, TARGETS_KEY
 from sonomuscle.errors import InputError
 from sonomuscle.evaluation.imagelevel import evaluate_predictions, image_level_outcome
-from sonomuscle.handlers.checkpoints import last_checkpoint
 from sonomuscle.io import atomic_write_json, atomic_write_text, read_json
 from sonomuscle.workflows import run_bundle
 

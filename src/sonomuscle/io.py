@@ -71,11 +71,12 @@ def atomic_write_rows(
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
-    writer.writerows({k: _rounded(v, significant) for k, v in row.items()} for row in rows)
+    writer.writerows({k: rounded(v, significant) for k, v in row.items()} for row in rows)
     return atomic_write_text(target, buffer.getvalue())
 
 
-def _rounded(value: Any, significant: int | None) -> Any:
+def rounded(value: Any, significant: int | None) -> Any:
+    """A float as ``significant`` digits of text (None: as it is); anything else as it is."""
     return f"{value:.{significant}g}" if significant and isinstance(value, float) else value
 
 

@@ -40,7 +40,7 @@ from sonomuscle.handlers.architecture import MEASURES
 from sonomuscle.io import atomic_write_json, atomic_write_with
 from sonomuscle.measures.plausibility import QCThresholds, quality_flags
 from sonomuscle.measures.temporal import smooth_series
-from sonomuscle.workflows import bundle_dir
+from sonomuscle.workflows import bundle_dir, run_bundle
 
 DEFAULT_BUNDLE = "muscle_architecture_2d"
 TIME_MEASURES = ("thickness", "pennation_angle", "fascicle_length")  # smoothed and plotted over a loop
@@ -67,6 +67,7 @@ def measure(
     step: int = 1,
     crop: tuple[int, int, int, int] | None = None,
     thickness_at: str | None = None,
+    processes: int = 1,
 ) -> Path:
     """Measure every 2D image, cine loop and video in ``paths`` (files or folders); returns the CSV's path.
 
@@ -74,6 +75,8 @@ def measure(
     ``mirror``: average the network over the picture and its mirror image (the bundle's ``mirror_average``).
     ``thickness_at``: where to measure ``thickness_at``/``thickness_vertical_at`` besides the centre (a fraction
     of the width, or a pixel column such as ``120px``).
+    ``processes``: run the bundle in that many processes under ``torchrun`` (one per GPU, or CPU processes
+    sharing a many-core machine), each measuring its share of the inputs (``multi_gpu_inference.json``).
     """
     entry = calibration_entry(spacing, depth)
     if step < 1:
@@ -91,20 +94,24 @@ def measure(
     table = out / "measurements.csv"
     table.unlink(missing_ok=True)  # a previous run's rows must not pass for this run's
     bundle = Path(bundle) if bundle else bundle_dir(DEFAULT_BUNDLE)
-    with _quiet(stream.logger):
-        run_config(
-            bundle,
-            "inference",
-            datalist=str(datalist),
-            data_split="test",
-            input_dir=None,
-            output_dir=str(out),
-            save_overlay=overlays,
-            amp=amp,
-            mirror_average=mirror,
-            frame_step=step,
-            thickness_at=thickness_at,
-        )
+    settings = {
+        "datalist": str(datalist),
+        "data_split": "test",
+        "input_dir": None,
+        "output_dir": str(out),
+        "save_overlay": overlays,
+        "amp": amp,
+        "mirror_average": mirror,
+        "frame_step": step,
+        "thickness_at": thickness_at,
+    }
+    if processes > 1:
+        if not (bundle / "configs" / "multi_gpu_inference.json").is_file():
+            raise InputError(bundle, "has no configs/multi_gpu_inference.json: measure it in one process")
+        run_bundle(str(bundle), ["inference", "multi_gpu_inference"], processes=processes, **settings)
+    else:
+        with _quiet(stream.logger):
+            run_config(bundle, "inference", **settings)
     skipped = _skipped(out / "problems.csv")
     for reason in skipped:
         print(f"sonomuscle measure: skipped {reason}", file=sys.stderr)

@@ -88,7 +88,7 @@ def load_unet_encoder(network: ImageLevelNet, checkpoint: str | os.PathLike | No
     """
     if switched_off(checkpoint):
         return 0
-    from sonomuscle.handlers.checkpoints import read_checkpoint
+    from sonomuscle.checkpoints import read_checkpoint
 
     saved = read_checkpoint(checkpoint)
     state = saved.get("model", saved)

@@ -69,7 +69,7 @@ def datalist_outputs(datalist: str | os.PathLike) -> OutputNames:
 
 def checkpoint_outputs(path: str | os.PathLike) -> OutputNames:
     """The :class:`OutputNames` a trained image-level model was saved with."""
-    from sonomuscle.handlers.checkpoints import read_checkpoint
+    from sonomuscle.checkpoints import read_checkpoint
 
     checkpoint = read_checkpoint(path)
     if OUTPUTS_KEY not in checkpoint:

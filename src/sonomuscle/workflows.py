@@ -65,9 +65,16 @@ def bundle_command(name: str, configs: str | Sequence[str], **overrides: object)
     return command
 
 
-def run_bundle(name: str, configs: str | Sequence[str], **overrides: object) -> None:
-    """Run a bundle workflow in a child process; its progress goes to this terminal; failure raises."""
+def run_bundle(name: str, configs: str | Sequence[str], processes: int = 1, **overrides: object) -> None:
+    """Run a bundle workflow in a child process; its progress goes to this terminal; failure raises.
+
+    With several ``processes`` it runs under ``torchrun`` on this machine (the configs must include the
+    bundle's ``multi_gpu_*`` one): one process per GPU, or CPU processes sharing the cores.
+    """
     command = bundle_command(name, configs, **overrides)
+    if processes > 1:
+        launcher = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
+        command = [command[0], *launcher, *command[1:]]
     result = subprocess.run(command, check=False)
     if result.returncode != 0:
         raise RuntimeError(f"bundle {name} {configs} failed (exit {result.returncode}): {' '.join(command)}")

@@ -20,6 +20,7 @@ from torch.utils.data import get_worker_info
 
 from sonomuscle.data.frames import FRAME_KEY, VIDEO_SUFFIXES, is_cine, read_frames
 from sonomuscle.data.readers import SUPPORTED_SUFFIXES, suffix_of
+from sonomuscle.distributed import rank_share
 from sonomuscle.errors import InputError, input_error_of
 
 logger = logging.getLogger(__name__)
@@ -41,7 +42,8 @@ class InferenceStream(IterableDataset):
     frame's index and time would be lost beside a still image. Its tensors have one shape under each key.
     With ``frames`` (2D bundles) a cine case is expanded into every ``step``-th frame, the frame replacing
     the path under ``"image"`` and the rest of the entry kept; 3D bundles read a multi-frame DICOM whole, as
-    a volume."""
+    a volume. With ``shard`` (``multi_gpu_inference.json``) each ``torchrun`` rank takes its contiguous share of
+    the cases (:func:`sonomuscle.distributed.rank_share`): a loop's frames stay with one rank."""
 
     def __init__(
         self,
@@ -50,8 +52,9 @@ class InferenceStream(IterableDataset):
         frames: bool = True,
         step: int = 1,
         batch_size: int = 1,
+        shard: bool = False,
     ) -> None:
-        super().__init__(data=data, transform=transform)
+        super().__init__(data=rank_share(data) if shard else data, transform=transform)
         if step < 1:
             raise InputError(None, f"frame step must be ≥ 1, got {step}")
         self.frames = frames

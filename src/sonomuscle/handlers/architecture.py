@@ -1,7 +1,8 @@
 """Ignite handler that turns predicted aponeurosis/fascicle masks into a muscle-architecture CSV.
 
 One row per image (thickness, pennation angle, fascicle length in mm when the image's spacing is known,
-px otherwise), rewritten atomically after every batch so the rows kept so far survive a crash. An
+px otherwise), appended as they come so the rows kept so far survive a crash
+(:class:`~sonomuscle.handlers.results.ResultsHandler`). An
 image whose masks cannot be measured is recorded with its reason and skipped; the run goes on. With a
 ``reference_key`` (evaluation), the same measures are taken on the reference masks and the differences
 (model − reference) are added to the row. A reference channel that was not annotated (``-1``, e.g. a
@@ -36,13 +37,12 @@ from monai.utils import ImageMetaKey
 from sonomuscle.data.frames import FRAME_KEY, RATE_KEY, TIME_KEY
 from sonomuscle.errors import InputError, switch
 from sonomuscle.handlers.overlays import VideoOverlays, draw_measures, measured_figure, save_overlay_image
+from sonomuscle.handlers.results import ResultsHandler
 from sonomuscle.handlers.trained_channels import TrainedChannels
-from sonomuscle.handlers.volumetric import known_spacing
-from sonomuscle.io import atomic_write_rows
 from sonomuscle.measures.architecture import ArchitectureResult, LateralPosition, measure_architecture
 from sonomuscle.transforms.confidence import CONFIDENCE
 from sonomuscle.transforms.crop import PICTURE_END, PICTURE_START
-from sonomuscle.transforms.io import CALIBRATION
+from sonomuscle.transforms.io import CALIBRATION, known_spacing
 
 CHANNEL_NAMES = ("aponeurosis", "fascicle")
 # per channel: the measures of that structure itself, and all that need it (fascicles need aponeuroses)
@@ -73,7 +73,7 @@ CASE_META = (
 logger = logging.getLogger(__name__)
 
 
-class ArchitectureMeasurements:
+class ArchitectureMeasurements(ResultsHandler):
     """After each iteration, measure every case's channel-first 2-channel binary ``pred_key`` and save the CSV.
 
     With ``background``, a batch is measured and drawn in a second process, in order, while the network
@@ -95,14 +95,14 @@ class ArchitectureMeasurements:
         background: bool = False,
         thickness_at: str | float | None = None,
     ) -> None:
-        self.path = Path(output_dir) / filename
+        super().__init__(output_dir, filename)
         self.pred_key = pred_key
         self.reference_key = reference_key
         self.overlay_dir = None if overlay_dir is None else Path(overlay_dir)
         self.trained_channels = trained_channels
         self.picture_key = picture_key
         self.background = switch("--measure_in_background", background)  # "false" from the command line
-        self.rows: list[dict] = []
+        self.in_px = 0
         position = None if thickness_at in (None, "") else LateralPosition.parse(thickness_at)
         self._measurer = CaseMeasurer(self.overlay_dir, mask_writer, position)
         self._worker: Worker | None = None
@@ -110,12 +110,15 @@ class ArchitectureMeasurements:
     def attach(self, engine) -> None:
         from ignite.engine import Events
 
-        engine.add_event_handler(Events.STARTED, lambda _: self.rows.clear())
-        engine.add_event_handler(Events.ITERATION_COMPLETED, self)
-        engine.add_event_handler(Events.COMPLETED, lambda _: self.finish())
+        super().attach(engine)
         engine.add_event_handler(Events.EXCEPTION_RAISED, self._failed)
 
-    def __call__(self, engine) -> None:
+    def started(self, engine) -> None:
+        super().started(engine)
+        self.in_px = 0
+
+    def rows(self, engine) -> list[dict]:
+        """The rows measured so far: this batch's, or in the background the previous batch's."""
         outputs = engine.state.output
         batch = engine.state.batch if self.picture_key and self.overlay_dir else [{}] * len(outputs)
         cases = [
@@ -127,30 +130,27 @@ class ArchitectureMeasurements:
             for out, item in zip(outputs, batch, strict=True)
         ]
         if not self.background:
-            self.rows += [self._measurer.measure(case, self._untrained()) for case in cases]
-            atomic_write_rows(self.path, self.rows)
-            return
+            return self._counted([self._measurer.measure(case, self._untrained()) for case in cases])
         if self._worker is None:
             self._worker = Worker(self._measurer)
-        self._collect(self._worker.submit(cases, self._untrained()))
+        return self._counted(self._worker.swap(self._worker.submit(cases, self._untrained())))
 
-    def finish(self) -> None:
-        """Collect the last batch, finish the videos, write the CSV and say where it is."""
+    def completed(self) -> None:
+        """Collect the last batch, finish the videos and say where the table is."""
         if self._worker is not None:
-            self._collect(None)
+            self.table.add(self._counted(self._worker.swap(None)))
             self._stop_worker()
         self._measurer.close()
-        self.report()
+        super().completed()
 
     def report(self) -> None:
         """Where the measurements are, and loudly when lengths are pixels for want of a calibration."""
-        if not self.rows:
+        if not self.table.count:
             return
-        logger.info(f"{len(self.rows)} result(s) measured → {self.path}")
-        in_px = sum(row.get("units") == "px" for row in self.rows)
-        if in_px:
+        logger.info(f"{self.table.count} result(s) measured → {self.path}")
+        if self.in_px:
             logger.warning(
-                f"{in_px} of {len(self.rows)} result(s) without calibration: lengths are in PIXELS "
+                f"{self.in_px} of {self.table.count} result(s) without calibration: lengths are in PIXELS "
                 '(give --spacing MM, e.g. --spacing 0.1 or --spacing "[0.1,0.1]", or --depth MM)'
             )
 
@@ -161,19 +161,16 @@ class ArchitectureMeasurements:
     def _untrained(self) -> list[str]:
         return self.trained_channels.untrained() if self.trained_channels is not None else []
 
-    def _collect(self, pending: Future | None) -> None:
-        """Rows of the batch measured in the background so far, written out; ``pending`` is measured next."""
-        rows = self._worker.swap(pending)
-        if rows:
-            self.rows += rows
-            atomic_write_rows(self.path, self.rows)
+    def _counted(self, rows: list[dict]) -> list[dict]:
+        self.in_px += sum(row.get("units") == "px" for row in rows)
+        return rows
 
     def _failed(self, engine, err: BaseException) -> None:
         """The rows of the batch measured in the background are written too (if that process is sound), the
         process ends, and the run's own error goes on (ignite re-raises it only through such handlers)."""
         if self._worker is not None:
             with contextlib.suppress(Exception):
-                self._collect(None)
+                self.table.add(self._counted(self._worker.swap(None)))
             with contextlib.suppress(Exception):
                 self._stop_worker()
         raise err

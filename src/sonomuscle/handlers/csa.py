@@ -1,8 +1,8 @@
 """Ignite handler that turns predicted label maps of named structures into a cross-sectional-area table.
 
 One row per image and structure (area, perimeter, echo intensity; :mod:`sonomuscle.measures.csa`), in mm
-when the image's spacing is known and px otherwise, rewritten atomically after every batch so the rows
-kept so far survive a crash. Echo intensity needs the original grey values, not the network's scaled and
+when the image's spacing is known and px otherwise, appended as they come so the rows kept so far survive
+a crash (:class:`~sonomuscle.handlers.results.ResultsHandler`). Echo intensity needs the original grey values, not the network's scaled and
 resized input, so each image file is read once more here; the same array serves the overlay. With
 ``mask_dir`` each structure is also saved as a 0/255 PNG (``<image>_<structure>.png``), and with
 ``overlay_dir`` a colour overlay with the values per structure (``<image>_overlay.jpg``); ``label_map_dir``
@@ -29,15 +29,16 @@ from sonomuscle.classes import write_classes_file
 from sonomuscle.data.readers import load_image, stem_of
 from sonomuscle.errors import InputError
 from sonomuscle.handlers.overlays import STRUCTURE_COLOURS, draw_caption, save_overlay_image
-from sonomuscle.handlers.volumetric import known_spacing
-from sonomuscle.io import atomic_write_rows, atomic_write_with
+from sonomuscle.handlers.results import ResultsHandler
+from sonomuscle.io import atomic_write_with
 from sonomuscle.measures.csa import grey_range, structure_measures
-from sonomuscle.transforms.io import CALIBRATION
+from sonomuscle.transforms.io import CALIBRATION, known_spacing
 
+logger = logging.getLogger(__name__)
 MEASURES = ("area", "area_cm2", "perimeter", "echo_intensity", "echo_intensity_sd")
 
 
-class StructureMeasurements:
+class StructureMeasurements(ResultsHandler):
     """After each iteration, measure every case's predicted label map (``1, X, Y``; class values) and save
     the CSV; ``classes`` names the values."""
 
@@ -51,41 +52,36 @@ class StructureMeasurements:
         overlay_dir: str | os.PathLike | None = None,
         label_map_dir: str | os.PathLike | None = None,
     ) -> None:
-        self.path = Path(output_dir) / filename
+        super().__init__(output_dir, filename)
         self.classes = dict(classes)
         self.pred_key = pred_key
         self.mask_dir = None if mask_dir is None else Path(mask_dir)
         self.overlay_dir = None if overlay_dir is None else Path(overlay_dir)
         self.label_map_dir = None if label_map_dir is None else Path(label_map_dir)
         self.colours = [colour for colour, _ in zip(cycle(STRUCTURE_COLOURS), self.classes)]
-        self.rows: list[dict] = []
-        self.logger = logging.getLogger(__name__)
+        self.images = self.in_px = 0
 
-    def attach(self, engine) -> None:
-        from ignite.engine import Events
-
-        engine.add_event_handler(Events.STARTED, self._started)
-        engine.add_event_handler(Events.ITERATION_COMPLETED, self)
-        engine.add_event_handler(Events.COMPLETED, lambda _: self.report())
-
-    def _started(self, engine) -> None:
-        self.rows.clear()
+    def started(self, engine) -> None:
+        super().started(engine)
+        self.images = self.in_px = 0
         if self.label_map_dir is not None:
             write_classes_file(self.label_map_dir, self.classes)
 
-    def __call__(self, engine) -> None:
+    def rows(self, engine) -> list[dict]:
+        rows = []
         for case in engine.state.output:
-            self.rows += self.measure(case[self.pred_key])
-        atomic_write_rows(self.path, self.rows)
+            measured = self.measure(case[self.pred_key])
+            self.images += 1
+            self.in_px += any(row.get("units") == "px" for row in measured)
+            rows += measured
+        return rows
 
     def report(self) -> None:
         """Where the table is, and loudly when sizes are pixels for want of a calibration."""
-        images = {row["image"] for row in self.rows}
-        self.logger.info(f"{len(images)} image(s), {len(self.rows)} structure row(s) measured → {self.path}")
-        in_px = {row["image"] for row in self.rows if row.get("units") == "px"}
-        if in_px:
-            self.logger.warning(
-                f"{len(in_px)} of {len(images)} image(s) without calibration: areas are in PIXELS² "
+        logger.info(f"{self.images} image(s), {self.table.count} structure row(s) measured → {self.path}")
+        if self.in_px:
+            logger.warning(
+                f"{self.in_px} of {self.images} image(s) without calibration: areas are in PIXELS² "
                 '(give --spacing MM, e.g. --spacing 0.1 or --spacing "[0.1,0.1]", or --depth MM)'
             )
 
@@ -100,7 +96,7 @@ class StructureMeasurements:
             grey, _ = load_image(source)
             rows = structure_measures(grey, label_map, self.classes, spacing)
         except InputError as err:
-            self.logger.warning("not measured: %s", err)
+            logger.warning("not measured: %s", err)
             return [{"image": source, **dict.fromkeys(MEASURES, math.nan), **calibration, "error": str(err)}]
         error = self._save_pictures(Path(source), grey, label_map, rows)
         scale = grey_range(grey)
@@ -134,7 +130,7 @@ class StructureMeasurements:
                     source, masks, self.overlay_dir, lambda p: draw_caption(p, lines), grey, self.colours
                 )
         except OSError as err:  # the measures stand; only the pictures are missing
-            self.logger.warning("no pictures for %s: %s", source, err)
+            logger.warning("no pictures for %s: %s", source, err)
             return f"no pictures: {err}"
         return ""
 

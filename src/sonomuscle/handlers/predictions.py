@@ -1,27 +1,27 @@
 """Ignite handler that writes an image-level model's predictions, one row per image, as ``predictions.csv``.
 
 Classification rows hold the predicted class and every class's probability (the postprocessing's softmax);
-regression rows hold each target in its units. The table is rewritten atomically after every batch, so
-what is predicted survives a crash, and ``sonomuscle.evaluation.imagelevel`` reads it back against the
-datalist's truth.
+regression rows hold each target in its units. Rows are appended as they come
+(:class:`~sonomuscle.handlers.results.ResultsHandler`), so what is predicted survives a crash, and
+``sonomuscle.evaluation.imagelevel`` reads the table against the datalist's truth.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from pathlib import Path
 
 from monai.data import MetaTensor
 from monai.utils import ImageMetaKey
 
-from sonomuscle.io import atomic_write_rows
+from sonomuscle.handlers.results import ResultsHandler
 from sonomuscle.targets import OutputNames
 
 PROBABILITY_PREFIX = "probability_"
+logger = logging.getLogger(__name__)
 
 
-class ImagePredictions:
+class ImagePredictions(ResultsHandler):
     """After each iteration, add each case's ``pred`` (probabilities, or targets in units) to the table."""
 
     def __init__(
@@ -32,26 +32,19 @@ class ImagePredictions:
         pred_key: str = "pred",
         image_key: str = "image",
     ) -> None:
-        self.path = Path(output_dir) / filename
+        super().__init__(output_dir, filename)
         self.outputs = outputs
         self.pred_key = pred_key
         self.image_key = image_key
-        self.rows: list[dict] = []
-        self.logger = logging.getLogger(__name__)
 
-    def attach(self, engine) -> None:
-        from ignite.engine import Events
+    def rows(self, engine) -> list[dict]:
+        return [
+            {"image": _source(case[self.image_key]), **self.row(case[self.pred_key])}
+            for case in engine.state.output
+        ]
 
-        engine.add_event_handler(Events.STARTED, lambda _: self.rows.clear())
-        engine.add_event_handler(Events.ITERATION_COMPLETED, self)
-        engine.add_event_handler(
-            Events.COMPLETED, lambda _: self.logger.info(f"{len(self.rows)} image(s) predicted → {self.path}")
-        )
-
-    def __call__(self, engine) -> None:
-        for case in engine.state.output:
-            self.rows.append({"image": _source(case[self.image_key]), **self.row(case[self.pred_key])})
-        atomic_write_rows(self.path, self.rows)
+    def report(self) -> None:
+        logger.info(f"{self.table.count} image(s) predicted → {self.path}")
 
     def row(self, pred) -> dict:
         values = pred.detach().cpu().reshape(-1).tolist()

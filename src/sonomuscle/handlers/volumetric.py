@@ -16,7 +16,6 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-import torch
 from ignite.engine import Engine
 from monai.data import MetaTensor
 from monai.handlers import IgniteMetricHandler, from_engine
@@ -24,19 +23,13 @@ from monai.metrics import CumulativeIterationMetric
 
 from sonomuscle.classes import write_classes_file
 from sonomuscle.data.readers import stem_of
-from sonomuscle.io import atomic_write_rows, atomic_write_with
+from sonomuscle.handlers.results import ResultsHandler
+from sonomuscle.io import atomic_write_with
 from sonomuscle.measures.area import volume
 from sonomuscle.measures.thickness import local_thickness
-from sonomuscle.transforms.io import SPACING_KNOWN
+from sonomuscle.transforms.io import spacing_of, units_of
 
 logger = logging.getLogger(__name__)
-
-
-def spacing_of(tensor: torch.Tensor) -> tuple[float, ...] | None:
-    """Voxel spacing (mm) of a channel-first MetaTensor, or None for a plain tensor (distances in voxels)."""
-    if not isinstance(tensor, MetaTensor):
-        return None
-    return tuple(float(s) for s in np.asarray(tensor.pixdim).reshape(-1)[: tensor.ndim - 1])
 
 
 _PRED_AND_LABEL = from_engine(["pred", "label"])
@@ -71,19 +64,7 @@ class PhysicalDistance(IgniteMetricHandler):
         engine.state.metric_units = {**getattr(engine.state, "metric_units", {}), name: unit}
 
 
-def known_spacing(tensor: torch.Tensor) -> tuple[float, ...] | None:
-    """Spacing in mm when the file or datalist calibrated it; None (measures in px) otherwise."""
-    if isinstance(tensor, MetaTensor) and tensor.meta.get(SPACING_KNOWN, False):
-        return spacing_of(tensor)
-    return None
-
-
-def units_of(tensor: torch.Tensor) -> str:
-    """``mm`` for a calibrated image, ``px`` for one without calibration (its distances are in pixels)."""
-    return "px" if known_spacing(tensor) is None else "mm"
-
-
-class VolumeMeasurements:
+class VolumeMeasurements(ResultsHandler):
     """After each iteration, append one row per case to ``output_dir/filename``; optionally save thickness maps.
 
     ``labels`` maps class names to label values in the predicted map (channel-first, one channel, integer).
@@ -102,34 +83,24 @@ class VolumeMeasurements:
         pred_key: str = "pred",
         label_map_dir: str | os.PathLike | None = None,
     ) -> None:
+        super().__init__(output_dir, filename)
         self.output_dir = Path(output_dir)
         self.labels = dict(labels)
         self.thickness_label = thickness_label
-        self.path = self.output_dir / filename
         self.pred_key = pred_key
         self.label_map_dir = None if label_map_dir is None else Path(label_map_dir)
-        self.rows: list[dict] = []
 
-    def attach(self, engine) -> None:
-        from ignite.engine import Events
-
-        engine.add_event_handler(Events.STARTED, self._started)
-        engine.add_event_handler(Events.ITERATION_COMPLETED, self)
-        engine.add_event_handler(Events.COMPLETED, self._completed)
-
-    def _started(self, engine) -> None:
-        self.rows.clear()
+    def started(self, engine) -> None:
+        super().started(engine)
         if self.label_map_dir is not None:
             write_classes_file(self.label_map_dir, self.labels)
 
-    def _completed(self, engine) -> None:
+    def report(self) -> None:
         where = f"; label maps in {self.label_map_dir}" if self.label_map_dir is not None else ""
-        logger.info(f"{len(self.rows)} case(s) measured → {self.path}{where}")
+        logger.info(f"{self.table.count} case(s) measured → {self.path}{where}")
 
-    def __call__(self, engine) -> None:
-        for pred in from_engine([self.pred_key])(engine.state.output):
-            self.rows.append(self.measure(pred))
-        atomic_write_rows(self.path, self.rows)
+    def rows(self, engine) -> list[dict]:
+        return [self.measure(pred) for pred in from_engine([self.pred_key])(engine.state.output)]
 
     def measure(self, pred: MetaTensor) -> dict:
         """Measurements of one channel-first predicted label map."""

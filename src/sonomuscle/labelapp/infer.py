@@ -29,7 +29,7 @@ from monai.transforms import Activationsd, SaveImaged, SqueezeDimd, Transform
 from monai.utils import optional_import
 from monailabel.tasks.infer.bundle import BundleInferTask
 
-from sonomuscle.handlers.checkpoints import read_checkpoint
+from sonomuscle.checkpoints import read_checkpoint
 from sonomuscle.labelapp.bundles import viewer_labels
 from sonomuscle.transforms.labels import LabelMapd
 

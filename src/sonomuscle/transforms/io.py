@@ -34,6 +34,25 @@ def source_of(data: Mapping[Hashable, object], key: Hashable) -> str:
     return str(meta.get(ImageMetaKey.FILENAME_OR_OBJ, key))
 
 
+def spacing_of(tensor: torch.Tensor) -> tuple[float, ...] | None:
+    """Voxel spacing (mm) of a channel-first MetaTensor, or None for a plain tensor (distances in voxels)."""
+    if not isinstance(tensor, MetaTensor):
+        return None
+    return tuple(float(s) for s in np.asarray(tensor.pixdim).reshape(-1)[: tensor.ndim - 1])
+
+
+def known_spacing(tensor: torch.Tensor) -> tuple[float, ...] | None:
+    """Spacing in mm when the file or datalist calibrated it; None (measures in px) otherwise."""
+    if isinstance(tensor, MetaTensor) and tensor.meta.get(SPACING_KNOWN, False):
+        return spacing_of(tensor)
+    return None
+
+
+def units_of(tensor: torch.Tensor) -> str:
+    """``mm`` for a calibrated image, ``px`` for one without calibration (its distances are in pixels)."""
+    return "px" if known_spacing(tensor) is None else "mm"
+
+
 class LoadUltrasoundd(LoadImaged):
     """``LoadImaged`` for ultrasound: :class:`UltrasoundImageReader` only, channel first, float32; frames
     already decoded (MetaTensors from :func:`sonomuscle.data.frames.read_frames`) pass through.

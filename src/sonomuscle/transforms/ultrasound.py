@@ -6,7 +6,7 @@ One random draw per call is shared by all keys. They change intensities only, so
 in ``applied_operations`` and a later ``Invertd`` is unaffected. The output has the input's container
 (numpy, torch or MetaTensor, metadata kept), dtype and shape. Results are clipped to [0, 1], as a
 scanner's display saturates. Gain and gamma are MONAI's ``RandScaleIntensityd`` / ``RandAdjustContrastd``;
-``ultrasound_augmentation`` puts all of them, flips, rotations and elastic deformation in one list.
+each bundle's ``train#augmentation`` lists the ones it uses with MONAI's flips and elastic deformation.
 """
 
 from __future__ import annotations
@@ -20,14 +20,7 @@ from monai.config import KeysCollection, NdarrayOrTensor
 from monai.data import MetaTensor
 from monai.transforms import (
     MapTransform,
-    Rand2DElasticd,
-    Rand3DElasticd,
-    RandAdjustContrastd,
-    RandFlipd,
     RandomizableTransform,
-    RandRotated,
-    RandScaleIntensityd,
-    Transform,
 )
 from monai.utils import ImageMetaKey, ensure_tuple_rep
 from monai.utils.type_conversion import convert_to_dst_type, convert_to_tensor
@@ -41,7 +34,6 @@ __all__ = [
     "RandDynamicRanged",
     "RandProbeFootprintd",
     "RandSpeckled",
-    "ultrasound_augmentation",
 ]
 
 
@@ -354,79 +346,3 @@ class RandProbeFootprintd(_RandUltrasoundIntensityd):
 
     def _apply(self, image: torch.Tensor) -> torch.Tensor:
         return image * self._mask
-
-
-def ultrasound_augmentation(
-    keys: KeysCollection,
-    label_keys: KeysCollection = (),
-    spatial_dims: int = 2,
-    prob: float = 0.2,
-    depth_axis: int = 1,
-    allow_missing_keys: bool = False,
-) -> list[Transform]:
-    """The training augmentation every sonomuscle bundle uses, as one list to append in a config.
-
-    ``keys`` are images, ``label_keys`` labels. Geometry first, on both (labels nearest, with border
-    padding so a ``-1`` "not annotated" channel stays -1): lateral/elevation flips (never depth: the skin
-    stays on top), rotations up to 10°, elastic deformation of about 2 px (std) in 2D, 1 voxel in 3D. Then the image-only ultrasound physics in the scanner's frame:
-    depth gain, acoustic shadow, speckle, dynamic range, MONAI's gain and gamma, and last the probe
-    footprint, so its black margins stay black. In a bundle: ``"$@preprocessing + @augmentation"``.
-    """
-    keys = [keys] if isinstance(keys, str) else list(keys)
-    label_keys = [label_keys] if isinstance(label_keys, str) else list(label_keys)
-    every = keys + label_keys
-    mode = ["bilinear"] * len(keys) + ["nearest"] * len(label_keys)
-    padding = ["zeros"] * len(keys) + ["border"] * len(label_keys)
-    common = {"allow_missing_keys": allow_missing_keys}
-    angle = math.radians(10.0)
-    flips = [
-        RandFlipd(every, prob=0.5, spatial_axis=axis, **common)
-        for axis in range(spatial_dims)
-        if axis != depth_axis
-    ]
-    if spatial_dims == 2:
-        rotate = RandRotated(every, range_x=angle, prob=prob, mode=mode, padding_mode=padding, **common)
-        elastic: Transform = Rand2DElasticd(
-            every,
-            spacing=(32, 32),
-            magnitude_range=(1.0, 3.0),
-            prob=prob,
-            mode=mode,
-            padding_mode=padding,
-            **common,
-        )
-    elif spatial_dims == 3:
-        rotate = RandRotated(
-            every,
-            range_x=angle,
-            range_y=angle,
-            range_z=angle,
-            prob=prob,
-            mode=mode,
-            padding_mode=padding,
-            **common,
-        )
-        elastic = Rand3DElasticd(
-            every,
-            sigma_range=(5.0, 8.0),
-            magnitude_range=(100.0, 200.0),
-            prob=prob,
-            mode=mode,
-            padding_mode=padding,
-            **common,
-        )
-    else:
-        raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
-    intensity = {"prob": prob, "depth_axis": depth_axis, **common}
-    return [
-        *flips,
-        rotate,
-        elastic,
-        RandDepthGaind(keys, **intensity),
-        RandAcousticShadowd(keys, **intensity),
-        RandSpeckled(keys, **intensity),
-        RandDynamicRanged(keys, **intensity),
-        RandScaleIntensityd(keys, factors=0.2, prob=prob, **common),
-        RandAdjustContrastd(keys, gamma=(0.7, 1.5), prob=prob, **common),
-        RandProbeFootprintd(keys, **intensity),
-    ]
