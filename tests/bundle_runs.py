@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from sonomuscle.workflows import bundle_command
 
 REPO = Path(__file__).resolve().parents[1]
+# only turns a deadlock (ranks waiting on each other for ever) into a failure; a run takes well under a
+# minute alone and a few on a loaded machine, so load alone never reaches it
+DEADLOCK_TIMEOUT_S = 3600
 
 
 def bundle_run(
@@ -20,3 +26,24 @@ def bundle_run(
     if check:
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return done
+
+
+def torchrun(command: Sequence[str], logs: Path, processes: int = 2) -> tuple[int, str]:
+    """Run a ``bundle_command`` line in ``processes`` gloo ranks (torchrun's standalone launcher); the exit
+    code and the launcher's output. Each rank's own log is under ``logs/*/attempt_*/<rank>/``."""
+    launcher = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
+    launcher += ["--log-dir", str(logs), "--redirects", "3"]
+    process = subprocess.Popen(
+        [sys.executable, *launcher, *command[1:]],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=REPO,
+        start_new_session=True,
+    )
+    try:
+        out, _ = process.communicate(timeout=DEADLOCK_TIMEOUT_S)
+    except subprocess.TimeoutExpired:  # a deadlock: stop the ranks too, not just the launcher
+        os.killpg(process.pid, signal.SIGKILL)
+        out, _ = process.communicate()
+    return process.returncode, out

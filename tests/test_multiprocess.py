@@ -7,10 +7,6 @@ all_gather needs them all), and a trainer shortened below ``val_interval`` still
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -20,7 +16,7 @@ from ignite.engine import Engine
 from monai.bundle import ConfigParser
 from monai.handlers import CheckpointLoader, CheckpointSaver, MetricsSaver, StatsHandler
 
-from bundle_runs import bundle_run
+from bundle_runs import bundle_run, torchrun
 from sonomuscle.bundle import handlers_for_rank
 from sonomuscle.data.phantoms import write_phantom_dataset
 from sonomuscle.handlers.learning_curve import LearningCurve
@@ -41,9 +37,6 @@ TINY = {
     "bladder_wall_3d": TINY_3D,
 }
 EPOCHS = 2
-# only turns a deadlock (ranks waiting on each other for ever) into a failure; a run takes well under a
-# minute alone and a few on a loaded machine, so load alone never reaches it
-DEADLOCK_TIMEOUT_S = 3600
 
 
 def test_rank_zero_keeps_every_handler_the_others_only_collective_and_state_ones(tmp_path):
@@ -126,27 +119,13 @@ def _torchrun(bundle: str, logs: Path, **overrides: object) -> tuple[int, dict[i
         Path(conf).read_text().replace("[logger_ignite]\nlevel=WARNING", "[logger_ignite]\nlevel=INFO")
     )
     command[command.index("--logging_file") + 1] = str(engine_logging)
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-    torchrun += ["--log-dir", str(logs), "--redirects", "3"]
-    launcher = subprocess.Popen(
-        [*torchrun, *command[1:]],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        cwd=REPO,
-        start_new_session=True,
-    )
-    try:
-        launcher_log, _ = launcher.communicate(timeout=DEADLOCK_TIMEOUT_S)
-    except subprocess.TimeoutExpired:  # a deadlock: stop the ranks too, not just the launcher
-        os.killpg(launcher.pid, signal.SIGKILL)
-        launcher_log, _ = launcher.communicate()
+    code, launcher_log = torchrun(command, logs)
     ranks = {
         rank: "".join(f.read_text() for f in sorted(logs.glob(f"*/attempt_*/{rank}/*.log")))
         for rank in (0, 1)
     }
     ranks[0] += launcher_log
-    return launcher.returncode, ranks
+    return code, ranks
 
 
 @pytest.mark.slow

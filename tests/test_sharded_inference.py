@@ -6,17 +6,14 @@ skipped by one rank is in ``problems.csv`` once, and no row is lost or doubled.
 
 from __future__ import annotations
 
+import io
 import json
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from bundle_runs import bundle_run
+from bundle_runs import bundle_run, torchrun
 from sonomuscle.cli import main
 from sonomuscle.data.phantoms import write_phantom_dataset
 from sonomuscle.workflows import bundle_command
@@ -32,7 +29,6 @@ BUNDLES = {
     "bladder_wall_3d": ("bladder3d", "measurements.csv", "broken.nii.gz"),
 }
 CASES = 3  # with the bad input, two per rank
-DEADLOCK_TIMEOUT_S = 3600  # only turns ranks waiting on each other for ever into a failure
 
 
 def _inputs(bundle: str, tmp_path: Path) -> Path:
@@ -52,26 +48,6 @@ def _inputs(bundle: str, tmp_path: Path) -> Path:
     return folder
 
 
-def _torchrun(command: list[str], logs: Path) -> subprocess.CompletedProcess:
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-    torchrun += ["--log-dir", str(logs), "--redirects", "3"]
-    launcher = subprocess.Popen(
-        [*torchrun, *command[1:]],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        cwd=REPO,
-        start_new_session=True,
-    )
-    try:
-        out, _ = launcher.communicate(timeout=DEADLOCK_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        os.killpg(launcher.pid, signal.SIGKILL)
-        out, _ = launcher.communicate()
-    out += "".join(f.read_text() for f in sorted(logs.glob("*/attempt_*/*/*.log")))
-    return subprocess.CompletedProcess(launcher.args, launcher.returncode, out, "")
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("bundle", sorted(BUNDLES))
 def test_two_processes_write_the_tables_one_process_writes(bundle, tmp_path):
@@ -84,8 +60,9 @@ def test_two_processes_write_the_tables_one_process_writes(bundle, tmp_path):
     command = bundle_command(
         bundle, ["inference", "multi_gpu_inference"], output_dir=tmp_path / "two", **settings
     )
-    done = _torchrun(command, tmp_path / "logs")
-    assert done.returncode == 0, done.stdout[-4000:]
+    code, out = torchrun(command, tmp_path / "logs")
+    logs = "".join(f.read_text() for f in sorted((tmp_path / "logs").glob("*/attempt_*/*/*.log")))
+    assert code == 0, (out + logs)[-4000:]
 
     table = BUNDLES[bundle][1]
     one, two = (pd.read_csv(tmp_path / run / table) for run in ("one", "two"))
@@ -112,3 +89,38 @@ def test_measure_in_two_processes_gives_the_table_of_one(tmp_path, capsys):
         assert any("broken.png" in line for line in skipped)
     assert len(tables[0]) == CASES
     pd.testing.assert_frame_equal(tables[1], tables[0], check_exact=False, rtol=1e-3)
+
+
+def _tables(folder: Path) -> dict[str, pd.DataFrame]:
+    """Every CSV and JSON a run wrote, by path within ``folder``, its own folder's name made neutral."""
+    tables = {}
+    for path in sorted(folder.rglob("*")):
+        if path.suffix not in (".csv", ".json") or path.name.startswith("."):
+            continue
+        text = path.read_text().replace(str(folder), "OUT")
+        if path.suffix == ".csv":
+            tables[str(path.relative_to(folder))] = pd.read_csv(io.StringIO(text))
+        else:
+            tables[str(path.relative_to(folder))] = pd.json_normalize(json.loads(text))
+    return tables
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("bundle", sorted(BUNDLES))
+def test_two_processes_evaluate_as_one_process_does(bundle, tmp_path):
+    task = BUNDLES[bundle][0]
+    image_level = bundle in ("muscle_classification_2d", "muscle_state_regression_2d")
+    datalist = write_phantom_dataset(task, tmp_path / "phantoms", 11 if image_level else 5, seed=5)
+    settings = {"datalist": datalist, "data_split": "test" if image_level else "training"}
+    bundle_run(bundle, ["train", "evaluate"], output_dir=tmp_path / "one", **settings)
+    configs = ["train", "evaluate", "multi_gpu_evaluate"]
+    code, out = torchrun(
+        bundle_command(bundle, configs, output_dir=tmp_path / "two", **settings), tmp_path / "logs"
+    )
+    logs = "".join(f.read_text() for f in sorted((tmp_path / "logs").glob("*/attempt_*/*/*.log")))
+    assert code == 0, (out + logs)[-4000:]
+
+    one, two = _tables(tmp_path / "one"), _tables(tmp_path / "two")
+    assert set(two) == set(one) and one
+    for name, table in one.items():
+        pd.testing.assert_frame_equal(two[name], table, check_exact=False, rtol=1e-3, obj=name)

@@ -34,6 +34,8 @@ from monai.handlers import (
 
 from sonomuscle.data.stream import input_files
 from sonomuscle.errors import InputError, positive_mm
+from sonomuscle.handlers.results import ResultsHandler
+from sonomuscle.handlers.skipped import SkippedInputs
 from sonomuscle.io import atomic_write_json
 
 
@@ -227,9 +229,12 @@ def calibration_entry(spacing: Sequence[float] | float | None, depth: float | No
 
 
 # attached on every rank: they take part in collectives (a validator's metrics, MetricsSaver's and
-# ClassificationSaver's all_gather), keep per-process state (schedules, resumed weights, cache, early stop)
-# or change the engine output that metrics read; every other handler writes or logs, on rank 0 only
+# ClassificationSaver's all_gather), keep per-process state (schedules, resumed weights, cache, early stop),
+# change the engine output that metrics read, or write each rank's part of a table that rank 0 joins
+# (results, skipped inputs); every other handler writes or logs, on rank 0 only
 EVERY_RANK_HANDLERS = (
+    ResultsHandler,
+    SkippedInputs,
     ValidationHandler,
     IgniteMetricHandler,
     MetricsSaver,

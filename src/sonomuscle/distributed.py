@@ -65,3 +65,17 @@ def join_rank_parts(path: str | os.PathLike) -> None:
         for part in parts:
             part.unlink(missing_ok=True)
     dist.barrier()
+
+
+def is_rank_zero() -> bool:
+    """Whether this process writes what is written once (an evaluation report, a summary): rank 0, or alone.
+
+    In a config, ``"$<step> if is_rank_zero() else None"`` runs the step there only, then
+    ``"$wait_for_ranks()"`` holds the others until it is done."""
+    return rank_and_world()[0] == 0
+
+
+def wait_for_ranks() -> None:
+    """Every rank waits here for the others (nothing to wait for in a lone process)."""
+    if rank_and_world()[1] > 1:
+        dist.barrier()

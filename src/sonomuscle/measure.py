@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from openpyxl import Workbook
 
 from sonomuscle.bundle import calibration_entry, run_config
 from sonomuscle.data import stream
@@ -163,9 +164,15 @@ def write_workbook(rows: pd.DataFrame, summary: pd.DataFrame, path: Path) -> Pat
     sheets["summary"] = summary
 
     def write(target: Path) -> None:
-        with pd.ExcelWriter(target, engine="openpyxl") as book:
-            for name, sheet in sheets.items():
-                sheet.to_excel(book, sheet_name=name, index=False)
+        # openpyxl's streaming mode: a 20 000-frame loop's sheet is written row by row, not held whole
+        # (pandas' writer held 200 MB more for it)
+        book = Workbook(write_only=True)
+        for name, sheet in sheets.items():
+            page = book.create_sheet(name)
+            page.append(list(sheet.columns))
+            for row in sheet.astype(object).where(sheet.notna(), None).itertuples(index=False):
+                page.append(list(row))
+        book.save(target)
 
     return atomic_write_with(path, write)
 
