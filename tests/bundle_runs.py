@@ -5,11 +5,10 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from sonomuscle.workflows import bundle_command
+from sonomuscle.workflows import bundle_command, under_torchrun
 
 REPO = Path(__file__).resolve().parents[1]
 # only turns a deadlock (ranks waiting on each other for ever) into a failure; a run takes well under a
@@ -31,10 +30,8 @@ def bundle_run(
 def torchrun(command: Sequence[str], logs: Path, processes: int = 2) -> tuple[int, str]:
     """Run a ``bundle_command`` line in ``processes`` gloo ranks (torchrun's standalone launcher); the exit
     code and the launcher's output. Each rank's own log is under ``logs/*/attempt_*/<rank>/``."""
-    launcher = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
-    launcher += ["--log-dir", str(logs), "--redirects", "3"]
     process = subprocess.Popen(
-        [sys.executable, *launcher, *command[1:]],
+        under_torchrun(command, processes, "--log-dir", str(logs), "--redirects", "3"),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

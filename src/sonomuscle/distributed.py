@@ -8,7 +8,6 @@ is then the identity.
 
 from __future__ import annotations
 
-import csv
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import TypeVar
 import numpy as np
 import torch.distributed as dist
 
-from sonomuscle.io import atomic_write_rows
+from sonomuscle.io import atomic_write_rows, read_rows
 
 T = TypeVar("T")
 
@@ -54,12 +53,8 @@ def join_rank_parts(path: str | os.PathLike) -> None:
         return
     dist.barrier()
     if rank == 0:
-        rows: list[dict] = []
         parts = [rank_part(path, r) for r in range(world)]
-        for part in parts:
-            if part.is_file():
-                with open(part, encoding="utf-8", newline="") as table:
-                    rows += csv.DictReader(table)
+        rows = [row for part in parts if part.is_file() for row in read_rows(part)]
         if rows:
             atomic_write_rows(path, rows)
         for part in parts:

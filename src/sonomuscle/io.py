@@ -87,6 +87,12 @@ def atomic_write_with(target: str | os.PathLike, write: Callable[[Path], None]) 
     return Path(target)
 
 
+def read_rows(path: str | os.PathLike) -> list[dict[str, str]]:
+    """The rows of a CSV this project wrote, as text (what :func:`atomic_write_rows` takes back)."""
+    with open(path, encoding="utf-8", newline="") as table:
+        return list(csv.DictReader(table))
+
+
 def _json_default(obj: Any) -> Any:
     """Numpy scalars and arrays, paths: what measurement dicts usually hold."""
     if hasattr(obj, "tolist"):

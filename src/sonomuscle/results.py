@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from sonomuscle.io import atomic_write_rows, rounded
+from sonomuscle.io import atomic_write_rows, read_rows, rounded
 
 
 class ResultsTable:
@@ -56,10 +56,7 @@ class ResultsTable:
 
     def _rewrite(self, rows: Sequence[Mapping[str, Any]], new: list[str]) -> None:
         """The table so far and ``rows`` under the widened header, atomically."""
-        earlier: list[dict] = []
-        if self.count and self.path.is_file():
-            with open(self.path, encoding="utf-8", newline="") as table:
-                earlier = list(csv.DictReader(table))
+        earlier = read_rows(self.path) if self.count and self.path.is_file() else []
         self.columns += new
         header = dict.fromkeys(self.columns, "")
         atomic_write_rows(self.path, [header | row for row in earlier + [self._formatted(r) for r in rows]])

@@ -73,11 +73,17 @@ def run_bundle(name: str, configs: str | Sequence[str], processes: int = 1, **ov
     """
     command = bundle_command(name, configs, **overrides)
     if processes > 1:
-        launcher = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
-        command = [command[0], *launcher, *command[1:]]
+        command = under_torchrun(command, processes)
     result = subprocess.run(command, check=False)
     if result.returncode != 0:
         raise RuntimeError(f"bundle {name} {configs} failed (exit {result.returncode}): {' '.join(command)}")
+
+
+def under_torchrun(command: Sequence[str], processes: int, *options: str) -> list[str]:
+    """A ``bundle_command`` line run in ``processes`` processes by torchrun's standalone launcher on this
+    machine; ``options`` go to the launcher (e.g. ``--log-dir``)."""
+    launcher = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}", *options]
+    return [command[0], *launcher, *command[1:]]
 
 
 def _override_text(value: object) -> str:

@@ -2,8 +2,8 @@
 
 One row per image (thickness, pennation angle, fascicle length in mm when the image's spacing is known,
 px otherwise), appended as they come so the rows kept so far survive a crash
-(:class:`~sonomuscle.handlers.results.ResultsHandler`). An
-image whose masks cannot be measured is recorded with its reason and skipped; the run goes on. With a
+(:class:`~sonomuscle.handlers.results.ResultsHandler`). An image whose masks cannot be measured is
+recorded with its reason and skipped; the run goes on. With a
 ``reference_key`` (evaluation), the same measures are taken on the reference masks and the differences
 (model − reference) are added to the row. A reference channel that was not annotated (``-1``, e.g. a
 fascicle-only image) is taken from the prediction, and ``ref_source`` says so: the pennation angle of the

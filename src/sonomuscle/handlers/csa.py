@@ -2,8 +2,8 @@
 
 One row per image and structure (area, perimeter, echo intensity; :mod:`sonomuscle.measures.csa`), in mm
 when the image's spacing is known and px otherwise, appended as they come so the rows kept so far survive
-a crash (:class:`~sonomuscle.handlers.results.ResultsHandler`). Echo intensity needs the original grey values, not the network's scaled and
-resized input, so each image file is read once more here; the same array serves the overlay. With
+a crash (:class:`~sonomuscle.handlers.results.ResultsHandler`). Echo intensity needs the original grey
+values, not the network's scaled and resized input, so each image file is read once more here; the same array serves the overlay. With
 ``mask_dir`` each structure is also saved as a 0/255 PNG (``<image>_<structure>.png``), and with
 ``overlay_dir`` a colour overlay with the values per structure (``<image>_overlay.jpg``); ``label_map_dir``
 (where the label maps are saved) gets the class names as ``classes.json``, so ``sonomuscle evaluate``
