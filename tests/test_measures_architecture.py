@@ -289,6 +289,40 @@ def test_a_fragment_is_never_taken_for_an_aponeurosis():
     assert "fragment" in result.qc[0]
 
 
+def test_a_band_the_fascicles_go_on_below_is_not_the_deep_aponeurosis():
+    """A band across half the width in the middle of the muscle, the deep aponeurosis not found: the layer
+    goes on below the band, so thickness stays empty with the reason; with the deep aponeurosis there, the
+    band is another layer's boundary and the reason is not given."""
+    step = np.array([0.1, 0.1])
+    apo, fas, _ = _case(
+        step, (4.0, 0.0), (20.0, 0.0), 20.0, 1, pieces=((0.15, 0.85),), centres=(20.0, 24.0, 28.0)
+    )
+    apo[:240, 100:110] = 1  # a band at 10 mm across half the width
+    closed = measure_architecture(apo, fas, tuple(step))
+    apo[:, 195:] = 0  # the deep aponeurosis gone
+    result = measure_architecture(apo, fas, tuple(step))
+    assert math.isnan(result.thickness) and math.isnan(result.pennation_angle)
+    assert "deep aponeurosis not found: the fascicle layer goes on below the deepest band" in result.qc[0]
+    assert not any("goes on below" in message for message in closed.qc)
+
+
+def test_a_deeper_muscle_below_the_deep_aponeurosis_is_not_the_layer_going_on():
+    """Fascicles under a deep aponeurosis with nothing below it: a deeper muscle's, running another way, leave
+    the thickness as it is; the same fascicles running the layer's way mean the layer goes on."""
+    step = np.array([0.1, 0.1])
+    apo, fas, truth = _case(
+        step, (4.0, 0.0), (16.0, 0.0), 20.0, 1, pieces=((0.15, 0.85),), centres=(20.0, 24.0, 28.0)
+    )
+    layer = fas[:, 60:140].copy()
+    fas[:, 180:260] = layer[::-1]  # mirrored: descending the other way
+    deeper_muscle = measure_architecture(apo, fas, tuple(step))
+    fas[:, 180:260] = layer
+    going_on = measure_architecture(apo, fas, tuple(step))
+    assert deeper_muscle.thickness == pytest.approx(truth["thickness"], abs=0.3)
+    assert math.isnan(going_on.thickness)
+    assert "the fascicle layer goes on below the deepest band" in going_on.qc[0]
+
+
 def test_a_broken_band_is_joined_across_its_gaps():
     """A faint deep aponeurosis that the network marks in three pieces, none a quarter of the width."""
     step = np.array([0.1, 0.1])

@@ -7,7 +7,7 @@ Importing the package changes nothing in the interpreter; the ``sonomuscle`` com
 import os
 import warnings
 
-__version__ = "0.11.0"
+__version__ = "0.12.0"
 
 # Library notices that say nothing about the user's data or run, and would bury our progress lines:
 # MONAI registers a GPU DICOM decoder on every LoadImage and passes arguments its own metrics and
