@@ -323,6 +323,23 @@ def test_a_deeper_muscle_below_the_deep_aponeurosis_is_not_the_layer_going_on():
     assert "the fascicle layer goes on below the deepest band" in going_on.qc[0]
 
 
+def test_the_layer_goes_round_a_band_inside_one_muscle():
+    """A band across the middle of the muscle over 60 % of its width (a vessel, a septum): with the fascicles
+    running the same way on its two sides it is inside the layer, and thickness spans the whole muscle; with
+    them running opposite ways it is the boundary of two layers, and one of them is measured."""
+    step = np.array([0.1, 0.1])
+    apo, fas, truth = _case(
+        step, (4.0, 0.0), (20.0, 0.0), 20.0, 1, pieces=((0.15, 0.85),), centres=(20.0, 24.0, 28.0)
+    )
+    apo[:300, 118:124] = 1  # a band at 12 mm over the left 300 of 480 columns
+    one_muscle = measure_architecture(apo, fas, tuple(step))
+    fas[:300, 125:195] = fas[:300, 125:195][::-1].copy()  # under the band, the fascicles run the other way
+    two_layers = measure_architecture(apo, fas, tuple(step))
+    assert one_muscle.thickness == pytest.approx(truth["thickness"], abs=0.3)
+    assert one_muscle.pennation_angle == pytest.approx(20.0, abs=1.0)
+    assert two_layers.thickness < 0.6 * truth["thickness"]
+
+
 def test_a_broken_band_is_joined_across_its_gaps():
     """A faint deep aponeurosis that the network marks in three pieces, none a quarter of the width."""
     step = np.array([0.1, 0.1])

@@ -25,8 +25,10 @@ muscle's (``fascicle_direction``, so no orientation flag is needed), and pieces 
 no fascicle of this muscle is, are dropped.
 
 The two aponeuroses are the bands that bound the layer the fascicles lie in: of the bands one above the other
-with no band between them, the pair whose layer holds the most fascicle pixels (a subcutaneous septum or a
-deeper muscle's aponeurosis is a band too). Pieces of a broken band on one line are joined; a band spanning
+with no band dividing them, the pair whose layer holds the most fascicle pixels (a subcutaneous septum or a
+deeper muscle's aponeurosis is a band too). A band across part of the layer with the fascicles running the
+same way on both sides divides nothing: the layer goes round its end (a vessel or septum inside one muscle;
+vastus lateralis of another lab, two such bands had been measured as the deep aponeurosis, 52–55 % short). Pieces of a broken band on one line are joined; a band spanning
 less than ``MIN_BAND_SPAN`` of the width is a fragment, never an aponeurosis: without two bands that span
 enough, thickness stays empty with the reason. So does it where the fascicles go on below the deepest band
 (``OPEN_LAYER``): that band only divides the layer, and the deep aponeurosis was not found.
@@ -360,25 +362,20 @@ def _aponeurosis_edges(apo: np.ndarray, fas: np.ndarray | None, qc: list[str]) -
 def _layer_pair(bands: list[Band], fas: np.ndarray | None, qc: list[str]) -> tuple[Band, Band] | None:
     """The (superficial, deep) bands around the layer the fascicles lie in; None if no band lies above another.
 
-    Candidates are pairs sharing ``MIN_EDGE_COLUMNS`` columns, one above the other, with no third band between
-    them over half or more of those columns. The layer holding the most fascicle pixels wins; without
-    fascicles (or where no layer holds any) the pair with the most aponeurosis pixels. Where another layer
-    holds more than ``UNCERTAIN_PAIR`` of the winner's fascicle pixels, the choice is uncertain: ``qc`` says so.
+    Candidates are pairs sharing ``MIN_EDGE_COLUMNS`` columns, one above the other, that no third band
+    divides (:func:`_divides`). The layer holding the most fascicle pixels wins; without fascicles (or where no
+    layer holds any) the pair with the most aponeurosis pixels. Where another layer holds more than
+    ``UNCERTAIN_PAIR`` of the winner's fascicle pixels, the choice is uncertain: ``qc`` says so.
     """
     pairs = []
     for a in bands:
         for b in bands:
             shared = np.intersect1d(a.coords[:, 0], b.coords[:, 0])
-            if len(shared) < MIN_EDGE_COLUMNS:
+            if len(shared) < MIN_EDGE_COLUMNS or a.depth_at(shared) >= b.depth_at(shared):
                 continue
-            top, bottom = a.depth_at(shared), b.depth_at(shared)
-            if top >= bottom or any(
-                top < c.depth_at(shared) < bottom and np.isin(shared, c.coords[:, 0]).mean() >= 0.5
-                for c in bands
-                if c is not a and c is not b
-            ):
+            if any(_divides(c, a, b, shared, fas) for c in bands if c is not a and c is not b):
                 continue
-            pairs.append((_fascicle_pixels(fas, a, b, shared), a.area + b.area, a, b))
+            pairs.append((_fascicle_pixels(fas, a, b), a.area + b.area, a, b))
     if not pairs:
         return None
     pairs.sort(key=lambda p: p[:2], reverse=True)
@@ -390,52 +387,75 @@ def _layer_pair(bands: list[Band], fas: np.ndarray | None, qc: list[str]) -> tup
     return pairs[0][2], pairs[0][3]
 
 
+def _divides(band: Band, upper: Band, lower: Band, shared: np.ndarray, fas: np.ndarray | None) -> bool:
+    """Whether ``band`` divides the layer between ``upper`` and ``lower`` in two: it lies between them over half
+    or more of their ``shared`` columns, unless it leaves a quarter of them open and the fascicles on its two
+    sides run the same way (within ``PARALLEL_DEG``), so the layer goes round its end: a vessel, a septum or a
+    bright streak inside one muscle, not the boundary of two."""
+    if not upper.depth_at(shared) < band.depth_at(shared) < lower.depth_at(shared):
+        return False
+    covered = float(np.isin(shared, band.coords[:, 0]).mean())
+    if covered < 0.5:
+        return False
+    if covered >= 0.75 or fas is None:
+        return True
+    above, below = (_way(fas & _between(fas.shape, *pair)) for pair in ((upper, band), (band, lower)))
+    return not abs(above - below) <= PARALLEL_DEG  # no fascicles on a side (NaN): it divides
+
+
 def _open_below(fas: np.ndarray | None, pair: tuple[Band, Band], bands: list[Band]) -> tuple[int, int]:
-    """Fascicle pixels under the pair's deep band where no band lies below it, in pieces running like the
-    layer's (orientation within ``PARALLEL_DEG`` of the area-weighted median of those between the pair; all
-    where none are between), and between the pair. Fascicles of a deeper muscle run another way and do not
-    count; a layer another band closes is a candidate of :func:`_layer_pair` instead."""
+    """Fascicle pixels under the pair's deep band where no band lies below it, in pieces running the layer's
+    way (within ``PARALLEL_DEG`` of :func:`_way` of those between the pair; all where none are between), and
+    between the pair. Fascicles of a deeper muscle run another way and do not count; a layer another band
+    closes is a candidate of :func:`_layer_pair` instead."""
     if fas is None:
         return 0, 0
     upper, lower = pair
-    rows = np.arange(fas.shape[1])
-    deepest = np.full(fas.shape[0], fas.shape[1])  # per column, the deep band's deepest row; none: the bottom
-    deepest[lower.coords[:, 0]] = -1
-    np.maximum.at(deepest, lower.coords[:, 0], lower.coords[:, 1])
+    layer = fas & _between(fas.shape, upper, lower)
+    deepest = _edge_rows(lower, fas.shape[0], deepest=True, missing=fas.shape[1])
     for band in bands:  # columns where a band lies under the deep one are closed
         if band is not upper and band is not lower:
-            below_deep = band.coords[:, 1] > deepest[band.coords[:, 0]]
-            deepest[band.coords[below_deep, 0]] = fas.shape[1]
-    shallowest = np.full(fas.shape[0], -1)  # per column, the deep band's shallowest row; none: the top
-    shallowest[lower.coords[:, 0]] = fas.shape[1]
-    np.minimum.at(shallowest, lower.coords[:, 0], lower.coords[:, 1])
-    bottom = np.full(fas.shape[0], fas.shape[1])  # per column, the superficial band's deepest row
-    bottom[upper.coords[:, 0]] = -1
-    np.maximum.at(bottom, upper.coords[:, 0], upper.coords[:, 1])
-    layer = _orientations(fas & (rows > bottom[:, None]) & (rows < shallowest[:, None]))
-    under = _orientations(fas & (rows > deepest[:, None]))
-    if layer:
-        way = weighted_median([angle for angle, _ in layer], [area for _, area in layer])
+            under_deep = band.coords[:, 1] > deepest[band.coords[:, 0]]
+            deepest[band.coords[under_deep, 0]] = fas.shape[1]
+    under = _pieces(fas & (np.arange(fas.shape[1]) > deepest[:, None]))
+    way = _way(layer)
+    if not math.isnan(way):
         under = [(angle, area) for angle, area in under if abs(angle - way) <= PARALLEL_DEG]
-    return sum(area for _, area in under), sum(area for _, area in layer)
+    return sum(area for _, area in under), int(layer.sum())
 
 
-def _orientations(mask: np.ndarray) -> list[tuple[float, int]]:
+def _fascicle_pixels(fas: np.ndarray | None, upper: Band, lower: Band) -> int:
+    """Fascicle-mask pixels between two bands, over the columns they share."""
+    return 0 if fas is None else int((fas & _between(fas.shape, upper, lower)).sum())
+
+
+def _between(shape: tuple[int, ...], upper: Band, lower: Band) -> np.ndarray:
+    """The pixels under ``upper`` and over ``lower``, in the columns both cover."""
+    top = _edge_rows(upper, shape[0], deepest=True, missing=shape[1])
+    bottom = _edge_rows(lower, shape[0], deepest=False, missing=-1)
+    rows = np.arange(shape[1])
+    return (rows > top[:, None]) & (rows < bottom[:, None])
+
+
+def _edge_rows(band: Band, width: int, deepest: bool, missing: int) -> np.ndarray:
+    """Per column, the band's deepest (or shallowest) row; ``missing`` in the columns it does not cover."""
+    rows = np.full(width, -1 if deepest else np.iinfo(np.int64).max, dtype=np.int64)
+    (np.maximum if deepest else np.minimum).at(rows, band.coords[:, 0], band.coords[:, 1])
+    covered = np.zeros(width, dtype=bool)
+    covered[band.coords[:, 0]] = True
+    return np.where(covered, rows, missing)
+
+
+def _way(fas: np.ndarray) -> float:
+    """The way a mask's fascicles run: the median orientation (degrees) of its pieces weighted by their
+    pixels; NaN without any."""
+    pieces = _pieces(fas)
+    return weighted_median([angle for angle, _ in pieces], [area for _, area in pieces])
+
+
+def _pieces(mask: np.ndarray) -> list[tuple[float, int]]:
     """(orientation in degrees, pixels) of each connected piece of ``mask``."""
     return [(math.degrees(r.orientation), int(r.area)) for r in regionprops(label(mask, connectivity=2))]
-
-
-def _fascicle_pixels(fas: np.ndarray | None, upper: Band, lower: Band, columns: np.ndarray) -> int:
-    """Fascicle-mask pixels between two bands, over the columns they share."""
-    if fas is None:
-        return 0
-    top = np.full(fas.shape[0], -1)  # per column, the deepest row of the upper band
-    np.maximum.at(top, upper.coords[:, 0], upper.coords[:, 1])
-    bottom = np.full(fas.shape[0], fas.shape[1])  # per column, the shallowest row of the lower band
-    np.minimum.at(bottom, lower.coords[:, 0], lower.coords[:, 1])
-    below = np.cumsum(fas[columns], axis=1)  # fascicle pixels down to each row
-    rows = np.arange(len(columns))
-    return int(np.maximum(below[rows, bottom[columns] - 1] - below[rows, top[columns]], 0).sum())
 
 
 @dataclass(frozen=True)
