@@ -235,11 +235,12 @@ class CaseMeasurer:
         for name, confidence in zip(CHANNEL_NAMES, meta.get(CONFIDENCE, ()), strict=False):
             row[f"confidence_{name}"] = round(float(confidence), 3)
         try:
-            measured, result = _measures(case.masks, case.spacing, self.thickness_at, _picture(meta))
+            settings = (case.spacing, self.thickness_at, _picture(meta), CHANNEL_NAMES[1] not in untrained)
+            measured, result = _measures(case.masks, *settings)
             row.update(_trusted(measured, untrained))
             if case.reference is not None:
                 reference, borrowed = _fill_unannotated(case.reference, case.masks)
-                ref, _ = _measures(reference > 0.5, case.spacing, self.thickness_at, _picture(meta))
+                ref, _ = _measures(reference > 0.5, *settings)
                 for channel in borrowed:  # compared with itself: no reference for these
                     ref.update(dict.fromkeys(OWN_MEASURES[channel], math.nan))
                 row.update({f"ref_{k}": v for k, v in ref.items()})
@@ -360,10 +361,12 @@ def _measures(
     spacing: tuple[float, float] | None,
     thickness_at: LateralPosition | None = None,
     picture: tuple[int, int] | None = None,
+    fascicles: bool = True,
 ) -> tuple[dict, ArchitectureResult]:
     """Architecture measures of a ``(2, X, Y)`` boolean aponeurosis/fascicle mask pair, as a row and as the
-    result."""
-    result = measure_architecture(masks[0], masks[1], spacing, thickness_at, picture)
+    result; without ``fascicles`` (a channel never trained: noise) the aponeuroses are found from their own
+    mask alone."""
+    result = measure_architecture(masks[0], masks[1] if fascicles else None, spacing, thickness_at, picture)
     row = result.as_row()
     keys = (*MEASURES, "fascicle_direction", "units", "qc")
     return {k: row[k] for k in keys}, result
