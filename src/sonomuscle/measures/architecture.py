@@ -417,11 +417,14 @@ def _open_below(fas: np.ndarray | None, pair: tuple[Band, Band], bands: list[Ban
         if band is not upper and band is not lower:
             under_deep = band.coords[:, 1] > deepest[band.coords[:, 0]]
             deepest[band.coords[under_deep, 0]] = fas.shape[1]
-    under = _pieces(fas & (np.arange(fas.shape[1]) > deepest[:, None]))
+    under = fas & (np.arange(fas.shape[1]) > deepest[:, None])
+    if not under.any():  # the common case: nothing to weigh
+        return 0, int(layer.sum())
+    pieces = _pieces(under)
     way = _way(layer)
     if not math.isnan(way):
-        under = [(angle, area) for angle, area in under if abs(angle - way) <= PARALLEL_DEG]
-    return sum(area for _, area in under), int(layer.sum())
+        pieces = [(angle, area) for angle, area in pieces if abs(angle - way) <= PARALLEL_DEG]
+    return sum(area for _, area in pieces), int(layer.sum())
 
 
 def _fascicle_pixels(fas: np.ndarray | None, upper: Band, lower: Band) -> int:
