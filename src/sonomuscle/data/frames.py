@@ -107,7 +107,9 @@ def _video_frames(path: Path) -> Iterator[tuple[int, float, float, UltrasoundIma
                 )
                 continue
             for frame in decoded:
-                grey = frame.to_ndarray(format="gray").T.astype(np.float32)  # rows are depth: (X, Y)
+                # rows are depth: (X, Y). One scaling thread: FFmpeg's slice threads, started and joined per
+                # frame, once deadlocked a DataLoader worker (libswscale 9, PyAV 18)
+                grey = frame.to_ndarray(format="gray", threads=1).T.astype(np.float32)
                 time_s = float(frame.time) if frame.time is not None else index / rate
                 yield index, time_s, rate, UltrasoundImage(path, grey, None, np.eye(4))
                 index += 1

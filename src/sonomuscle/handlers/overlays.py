@@ -261,5 +261,7 @@ class VideoOverlays:
             self._size = (picture.shape[1] // 2 * 2, picture.shape[0] // 2 * 2)
             self._stream.width, self._stream.height = self._size
         picture = np.ascontiguousarray(picture[: self._size[1], : self._size[0]])
-        for packet in self._stream.encode(av.VideoFrame.from_ndarray(picture, format="rgb24")):
+        # converted here on one thread, not by the encoder on FFmpeg's slice threads (see data/frames.py)
+        frame = av.VideoFrame.from_ndarray(picture, format="rgb24").reformat(format="yuv420p", threads=1)
+        for packet in self._stream.encode(frame):
             self._container.mux(packet)
