@@ -28,10 +28,11 @@ The two aponeuroses are the bands that bound the layer the fascicles lie in: of 
 with no band dividing them, the pair whose layer holds the most fascicle pixels (a subcutaneous septum or a
 deeper muscle's aponeurosis is a band too). A band across part of the layer with the fascicles running the
 same way on both sides divides nothing: the layer goes round its end (a vessel or septum inside one muscle;
-vastus lateralis of another lab, two such bands had been measured as the deep aponeurosis, 52–55 % short). Pieces of a broken band on one line are joined; a band spanning
-less than ``MIN_BAND_SPAN`` of the width is a fragment, never an aponeurosis: without two bands that span
-enough, thickness stays empty with the reason. So does it where the fascicles go on below the deepest band
-(``OPEN_LAYER``): that band only divides the layer, and the deep aponeurosis was not found.
+vastus lateralis of another lab, two such bands had been measured as the deep aponeurosis, 52–55 % short).
+Pieces of a broken band on one line are joined; a band spanning less than ``MIN_BAND_SPAN`` of the width is a
+fragment, never an aponeurosis: without two bands that span enough, thickness stays empty with the reason. So
+does it where the fascicles go on below the deepest band (``OPEN_LAYER``): that band only divides the layer,
+and the deep aponeurosis was not found.
 
 Masks come from a network, so every step tolerates what networks output: merged or missing aponeuroses,
 thick, broken or noisy fascicle pieces, spurious blobs. What cannot be measured becomes NaN with a reason in
@@ -73,8 +74,8 @@ MIN_BAND_PX = 20
 ANGLE_QUANTILE = 0.75
 # a second layer holding more than this share of the chosen layer's fascicle pixels makes the pair uncertain
 UNCERTAIN_PAIR = 0.5
-# fascicles below the chosen deep band, down to the next band or the picture's bottom, above this share of the
-# layer's: the layer goes on below it, so the band is not its deep aponeurosis (none of 179 results within
+# fascicles under the chosen deep band where no band lies below it, above this share of the layer's: the layer
+# goes on below it, so the band is not its deep aponeurosis (none of 179 results within
 # 10 % of three observers on two other-lab sets had any; the four partial bands taken for the deep
 # aponeurosis had 0.40–0.81)
 OPEN_LAYER = 0.25
