@@ -21,7 +21,7 @@ import numpy as np
 from monai.data import MetaTensor
 from PIL import Image, ImageDraw, ImageFont
 
-from sonomuscle.data.frames import FRAME_KEY, RATE_KEY, read_frames
+from sonomuscle.data.frames import FRAME_KEY, ONE_THREAD, RATE_KEY, read_frames
 from sonomuscle.data.readers import load_image, stem_of
 from sonomuscle.io import atomic_write_with
 from sonomuscle.measures.architecture import ArchitectureResult
@@ -241,7 +241,7 @@ class VideoOverlays:
         self._tmp = self.folder / f".tmp-{self._target.name}"
         self._container = av.open(str(self._tmp), "w")
         self._stream = self._container.add_stream(
-            "libx264", rate=round(rate) or 25, options={"preset": "ultrafast"}
+            "libx264", rate=round(rate) or 25, options={"preset": "ultrafast", "threads": str(ONE_THREAD)}
         )
         self._stream.pix_fmt = "yuv420p"
         self._frames: Iterator[MetaTensor] | None = None  # decoded again only for frames not given
@@ -261,7 +261,8 @@ class VideoOverlays:
             self._size = (picture.shape[1] // 2 * 2, picture.shape[0] // 2 * 2)
             self._stream.width, self._stream.height = self._size
         picture = np.ascontiguousarray(picture[: self._size[1], : self._size[0]])
-        # converted here on one thread, not by the encoder on FFmpeg's slice threads (see data/frames.py)
-        frame = av.VideoFrame.from_ndarray(picture, format="rgb24").reformat(format="yuv420p", threads=1)
+        frame = av.VideoFrame.from_ndarray(picture, format="rgb24").reformat(
+            format="yuv420p", threads=ONE_THREAD
+        )
         for packet in self._stream.encode(frame):
             self._container.mux(packet)
