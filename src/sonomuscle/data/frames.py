@@ -7,10 +7,9 @@ calibrated like a file that ``LoadImaged`` read with :class:`~sonomuscle.data.re
 reported on one line and the loop goes on with the next; a file that cannot be opened is an
 :class:`~sonomuscle.errors.InputError`.
 
-FFmpeg works on the calling thread only (:data:`ONE_THREAD`): frames are decoded in DataLoader workers
-and overlay videos encoded in the measuring process, both forked from a process with threads of its
-own, and threads FFmpeg started in such a child deadlocked twice in CI (swscale's slice threads, then
-the decoder's). A 512×512 H.264 frame decodes in 1.8 ms on one thread, 1.3 ms on several.
+FFmpeg decodes on the calling thread (:data:`ONE_THREAD`) and grey levels are taken from the luma plane
+(:func:`sonomuscle.data.yuv.grey_of`), not converted by swscale: frames are decoded in forked DataLoader
+workers, where swscale hung in CI. A 512×512 H.264 frame decodes in 1.8 ms on one thread, 1.3 ms on several.
 """
 
 from __future__ import annotations
@@ -32,6 +31,7 @@ from sonomuscle.data.readers import (
     read_ultrasound,
     suffix_of,
 )
+from sonomuscle.data.yuv import grey_of
 from sonomuscle.errors import InputError
 from sonomuscle.io import atomic_write_with
 
@@ -42,7 +42,7 @@ VIDEO_SUFFIXES = (".mp4", ".avi", ".mov")
 FRAME_KEY = "patch_index"
 TIME_KEY = "time_s"
 RATE_KEY = "frame_rate"
-ONE_THREAD = 1  # FFmpeg's thread count for codecs and scaling (see the module description)
+ONE_THREAD = 1  # FFmpeg's thread count for codecs, which run in forked processes (sonomuscle.data.yuv)
 
 
 def is_cine(path: str | Path) -> bool:
@@ -114,7 +114,7 @@ def _video_frames(path: Path) -> Iterator[tuple[int, float, float, UltrasoundIma
                 continue
             for frame in decoded:
                 # rows are depth: (X, Y)
-                grey = frame.to_ndarray(format="gray", threads=ONE_THREAD).T.astype(np.float32)
+                grey = grey_of(frame).T
                 time_s = float(frame.time) if frame.time is not None else index / rate
                 yield index, time_s, rate, UltrasoundImage(path, grey, None, np.eye(4))
                 index += 1

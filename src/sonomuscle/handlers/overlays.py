@@ -23,6 +23,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from sonomuscle.data.frames import FRAME_KEY, ONE_THREAD, RATE_KEY, read_frames
 from sonomuscle.data.readers import load_image, stem_of
+from sonomuscle.data.yuv import yuv420p_frame
 from sonomuscle.io import atomic_write_with
 from sonomuscle.measures.architecture import ArchitectureResult
 
@@ -260,9 +261,7 @@ class VideoOverlays:
         if self._size is None:  # x264 in yuv420p needs even sizes
             self._size = (picture.shape[1] // 2 * 2, picture.shape[0] // 2 * 2)
             self._stream.width, self._stream.height = self._size
-        picture = np.ascontiguousarray(picture[: self._size[1], : self._size[0]])
-        frame = av.VideoFrame.from_ndarray(picture, format="rgb24").reformat(
-            format="yuv420p", threads=ONE_THREAD
-        )
+        # converted here, not by swscale: this runs in the forked measuring process (sonomuscle.data.yuv)
+        frame = yuv420p_frame(picture[: self._size[1], : self._size[0]])
         for packet in self._stream.encode(frame):
             self._container.mux(packet)

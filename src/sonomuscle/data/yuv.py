@@ -1,0 +1,65 @@
+"""Grey levels of decoded video frames and YUV frames for the encoder, computed in numpy, not by swscale.
+
+Frames are decoded in DataLoader workers and overlay videos encoded in the measuring process, both forked
+from a process that has threads of its own. FFmpeg's scaler (libswscale 9, PyAV 18) hung in such a child
+in CI three times, with one scaling thread as well as several (``sws_frame_setup`` →
+``avpriv_slicethread_free``). The conversions sonomuscle needs are simple enough to do here: the grey of a
+YUV frame is its luma plane, and an overlay goes to the encoder as BT.601 YUV 4:2:0.
+"""
+
+from __future__ import annotations
+
+import av
+import numpy as np
+from av.video.reformatter import ColorRange
+
+# BT.601 in the limited (MPEG) range, as FFmpeg converts RGB for H.264: rows Y, U, V; columns R, G, B
+_RGB_TO_YUV = (
+    np.array([[65.481, 128.553, 24.966], [-37.797, -74.203, 112.0], [112.0, -93.786, -18.214]]) / 255.0
+)
+_YUV_OFFSET = np.array([16.0, 128.0, 128.0])
+_GREY_OF_RGB = np.array([0.299, 0.587, 0.114])  # full-range luma, FFmpeg's "gray"
+_RGB_FORMATS = ("rgb24", "bgr24", "rgba", "bgra", "argb", "abgr")
+
+
+def grey_of(frame: av.VideoFrame) -> np.ndarray:
+    """The frame's grey levels, 0–255, as ``(rows, columns)`` float32: what FFmpeg's conversion to
+    ``gray`` gives (within rounding) for 8-bit YUV, grey and RGB frames; other formats go through swscale
+    on the calling thread."""
+    name = frame.format.name
+    if frame.format.components[0].bits == 8 and name.startswith(("yuv", "nv", "gray")):
+        plane = frame.planes[0]
+        rows = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)
+        luma = rows[:, : plane.width].astype(np.float32)
+        if _limited_range(frame):
+            luma = np.clip(np.round((luma - 16.0) * (255.0 / 219.0)), 0.0, 255.0)
+        return luma
+    if name in _RGB_FORMATS:
+        pixels = frame.to_ndarray().astype(np.float32)  # no format given: the frame's own, unconverted
+        channels = name.rstrip("0123456789")  # their order: "bgr", "argb", …
+        rgb = pixels[..., [channels.index(c) for c in "rgb"]]
+        return np.round(rgb @ _GREY_OF_RGB).astype(np.float32)
+    return frame.to_ndarray(format="gray", threads=1).astype(np.float32)
+
+
+def yuv420p_frame(rgb: np.ndarray) -> av.VideoFrame:
+    """An ``(rows, columns, 3)`` uint8 RGB picture of even size as a BT.601 limited-range YUV 4:2:0 frame,
+    chroma the mean over each 2×2 block."""
+    rows, columns, _ = rgb.shape
+    if rows % 2 or columns % 2:
+        raise ValueError(f"YUV 4:2:0 needs an even size, got {rows}×{columns}")
+    pixels = rgb.astype(np.float64)
+    luma = pixels @ _RGB_TO_YUV[0] + _YUV_OFFSET[0]
+    blocks = pixels.reshape(rows // 2, 2, columns // 2, 2, 3).mean(axis=(1, 3))
+    chroma = blocks @ _RGB_TO_YUV[1:].T + _YUV_OFFSET[1:]
+    planes = [luma.ravel(), chroma[..., 0].ravel(), chroma[..., 1].ravel()]
+    stacked = np.clip(np.round(np.concatenate(planes)), 0, 255).astype(np.uint8)
+    return av.VideoFrame.from_ndarray(stacked.reshape(rows * 3 // 2, columns), format="yuv420p")
+
+
+def _limited_range(frame: av.VideoFrame) -> bool:
+    """Whether luma spans 16–235: YUV not flagged full range (``yuvj*`` formats are full by definition)."""
+    name = frame.format.name
+    if name.startswith(("gray", "yuvj")):
+        return False
+    return frame.color_range != ColorRange.JPEG
