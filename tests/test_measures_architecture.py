@@ -410,3 +410,26 @@ def test_steep_phantoms_match_their_truth():
         errors.append(result.pennation_angle - case.truth["pennation_angle_deg"])
         assert result.thickness == pytest.approx(case.truth["thickness_mm"], abs=0.3)
     assert np.mean(np.abs(errors)) <= 1.0 and np.max(np.abs(errors)) <= 2.0, np.round(errors, 2)
+
+
+def test_pieces_have_the_orientations_and_sizes_regionprops_gives():
+    """The fascicle pieces' moments are summed all at once; each piece keeps the orientation skimage gives it
+    (modulo 180°: a piece along the second axis is ±90° by the sign of a rounding error in either)."""
+    from skimage.measure import label, regionprops
+
+    from sonomuscle.measures.architecture import _pieces
+
+    mask = np.zeros((200, 200), dtype=bool)
+    for i, angle in enumerate((-70, -35, -10, 0, 15, 40, 65, 89)):
+        d = np.array([math.cos(math.radians(angle)), math.sin(math.radians(angle))])
+        centre = np.array([25 + 45 * (i % 4), 40 + 80 * (i // 4)])
+        a, b = centre - 14 * d, centre + 14 * d
+        mask[line(*np.round(a).astype(int), *np.round(b).astype(int))] = True
+    mask[5, 5] = mask[195, 150:153] = True  # a lone pixel and a short run
+    mask = dilation(mask, disk_footprint(1))
+    expected = [(math.degrees(r.orientation), int(r.area)) for r in regionprops(label(mask, connectivity=2))]
+    pieces = _pieces(mask)
+    assert [area for _, area in pieces] == [area for _, area in expected] and len(pieces) >= 9
+    for (angle, _), (reference, _) in zip(pieces, expected, strict=True):
+        assert min(abs(angle - reference), 180 - abs(angle - reference)) < 1e-6
+    assert _pieces(np.zeros((8, 8), dtype=bool)) == []

@@ -458,8 +458,27 @@ def _way(fas: np.ndarray) -> float:
 
 
 def _pieces(mask: np.ndarray) -> list[tuple[float, int]]:
-    """(orientation in degrees, pixels) of each connected piece of ``mask``."""
-    return [(math.degrees(r.orientation), int(r.area)) for r in regionprops(label(mask, connectivity=2))]
+    """(orientation in degrees, pixels) of each connected piece of ``mask``: ``regionprops``' orientation,
+    from the pieces' second moments summed all at once (region by region, a fragmented mask took 15 ms)."""
+    labels, count = label(mask, connectivity=2, return_num=True)
+    if not count:
+        return []
+    rows, columns = np.nonzero(labels)
+    which = labels[rows, columns]
+
+    def total(weights: np.ndarray | None = None) -> np.ndarray:
+        return np.bincount(which, weights, minlength=count + 1)[1:]
+
+    area = total()
+    mean_r, mean_c = total(rows) / area, total(columns) / area
+    mu20 = total(rows.astype(float) ** 2) - area * mean_r**2
+    mu02 = total(columns.astype(float) ** 2) - area * mean_c**2
+    mu11 = total(rows.astype(float) * columns) - area * mean_r * mean_c
+    # as skimage: half the angle of the inertia tensor's axis, ±45° where its diagonal is equal
+    orientation = np.where(
+        mu20 == mu02, np.where(mu11 > 0, math.pi / 4, -math.pi / 4), 0.5 * np.arctan2(2 * mu11, mu20 - mu02)
+    )
+    return list(zip(np.degrees(orientation).tolist(), area.astype(int).tolist(), strict=True))
 
 
 @dataclass(frozen=True)
