@@ -7,9 +7,10 @@ calibrated like a file that ``LoadImaged`` read with :class:`~sonomuscle.data.re
 reported on one line and the loop goes on with the next; a file that cannot be opened is an
 :class:`~sonomuscle.errors.InputError`.
 
-FFmpeg decodes on the calling thread (:data:`ONE_THREAD`) and grey levels are taken from the luma plane
-(:func:`sonomuscle.data.yuv.grey_of`), not converted by swscale: frames are decoded in forked DataLoader
-workers, where swscale hung in CI. A 512×512 H.264 frame decodes in 1.8 ms on one thread, 1.3 ms on several.
+FFmpeg decodes on the calling thread (:data:`sonomuscle.data.yuv.ONE_THREAD`) and grey levels are taken
+from the luma plane (:func:`sonomuscle.data.yuv.grey_of`), not converted by swscale: frames are decoded in
+forked DataLoader workers, where swscale hung in CI. A 512×512 H.264 frame decodes in 1.8 ms on one thread,
+1.3 ms on several.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from sonomuscle.data.readers import (
     read_ultrasound,
     suffix_of,
 )
-from sonomuscle.data.yuv import grey_of
+from sonomuscle.data.yuv import ONE_THREAD, grey_of
 from sonomuscle.errors import InputError
 from sonomuscle.io import atomic_write_with
 
@@ -42,7 +43,6 @@ VIDEO_SUFFIXES = (".mp4", ".avi", ".mov")
 FRAME_KEY = "patch_index"
 TIME_KEY = "time_s"
 RATE_KEY = "frame_rate"
-ONE_THREAD = 1  # FFmpeg's thread count for codecs, which run in forked processes (sonomuscle.data.yuv)
 
 
 def is_cine(path: str | Path) -> bool:

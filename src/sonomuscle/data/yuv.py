@@ -4,7 +4,8 @@ Frames are decoded in DataLoader workers and overlay videos encoded in the measu
 from a process that has threads of its own. FFmpeg's scaler (libswscale 9, PyAV 18) hung in such a child
 in CI three times, with one scaling thread as well as several (``sws_frame_setup`` →
 ``avpriv_slicethread_free``). The conversions sonomuscle needs are simple enough to do here: the grey of a
-YUV frame is its luma plane, and an overlay goes to the encoder as BT.601 YUV 4:2:0.
+YUV frame is its luma plane, and an overlay goes to the encoder as BT.601 YUV 4:2:0. FFmpeg's decoder and
+encoder run on the calling thread too (:data:`ONE_THREAD`): no FFmpeg thread is started in a forked child.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import av
 import numpy as np
 from av.video.reformatter import ColorRange
 
+ONE_THREAD = 1  # FFmpeg's thread count wherever sonomuscle decodes, encodes or scales
 # BT.601 in the limited (MPEG) range in FFmpeg's 8-bit integer form, rows Y, U, V and columns R, G, B:
 # Y = ((66 R + 129 G + 25 B + 128) >> 8) + 16, and likewise U and V around 128
 _RGB_TO_YUV = np.array([[66, 129, 25], [-38, -74, 112], [112, -94, -18]], dtype=np.int32)
@@ -37,7 +39,7 @@ def grey_of(frame: av.VideoFrame) -> np.ndarray:
         channels = name.rstrip("0123456789")  # their order: "bgr", "argb", …
         rgb = pixels[..., [channels.index(c) for c in "rgb"]]
         return np.round(rgb @ _GREY_OF_RGB).astype(np.float32)
-    return frame.to_ndarray(format="gray", threads=1).astype(np.float32)
+    return frame.to_ndarray(format="gray", threads=ONE_THREAD).astype(np.float32)
 
 
 def yuv420p_frame(rgb: np.ndarray) -> av.VideoFrame:

@@ -21,9 +21,9 @@ import numpy as np
 from monai.data import MetaTensor
 from PIL import Image, ImageDraw, ImageFont
 
-from sonomuscle.data.frames import FRAME_KEY, ONE_THREAD, RATE_KEY, read_frames
+from sonomuscle.data.frames import FRAME_KEY, RATE_KEY, read_frames
 from sonomuscle.data.readers import load_image, stem_of
-from sonomuscle.data.yuv import yuv420p_frame
+from sonomuscle.data.yuv import ONE_THREAD, yuv420p_frame
 from sonomuscle.io import atomic_write_with
 from sonomuscle.measures.architecture import ArchitectureResult
 

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 from skimage.measure import label, regionprops
@@ -459,26 +460,14 @@ def _way(fas: np.ndarray) -> float:
 
 def _pieces(mask: np.ndarray) -> list[tuple[float, int]]:
     """(orientation in degrees, pixels) of each connected piece of ``mask``: ``regionprops``' orientation,
-    from the pieces' second moments summed all at once (region by region, a fragmented mask took 15 ms)."""
-    labels, count = label(mask, connectivity=2, return_num=True)
-    if not count:
+    from :func:`_moments` of all pieces at once (region by region, a fragmented mask took 15 ms)."""
+    moments = _moments(label(mask, connectivity=2), np.ones(2))
+    if moments is None:
         return []
-    rows, columns = np.nonzero(labels)
-    which = labels[rows, columns]
-
-    def total(weights: np.ndarray | None = None) -> np.ndarray:
-        return np.bincount(which, weights, minlength=count + 1)[1:]
-
-    area = total()
-    mean_r, mean_c = total(rows) / area, total(columns) / area
-    mu20 = total(rows.astype(float) ** 2) - area * mean_r**2
-    mu02 = total(columns.astype(float) ** 2) - area * mean_c**2
-    mu11 = total(rows.astype(float) * columns) - area * mean_r * mean_c
-    # as skimage: half the angle of the inertia tensor's axis, ±45° where its diagonal is equal
-    orientation = np.where(
-        mu20 == mu02, np.where(mu11 > 0, math.pi / 4, -math.pi / 4), 0.5 * np.arctan2(2 * mu11, mu20 - mu02)
-    )
-    return list(zip(np.degrees(orientation).tolist(), area.astype(int).tolist(), strict=True))
+    a, b, c = moments.covariance
+    # as skimage: half the angle of the covariance's principal axis, ±45° where its diagonal is equal
+    orientation = np.where(a == c, np.where(b > 0, math.pi / 4, -math.pi / 4), 0.5 * np.arctan2(2 * b, a - c))
+    return list(zip(np.degrees(orientation).tolist(), moments.counts.tolist(), strict=True))
 
 
 @dataclass(frozen=True)
@@ -613,21 +602,11 @@ def _piece_lines(
     All components are fitted at once from their moments (a network's fascicle mask skeletonises into
     dozens of pieces; one SVD per piece cost more than the rest of the measures together).
     """
-    labels = label(_symmetric_skeleton(fas), connectivity=2)
-    xs, ys = np.nonzero(labels)
-    if not len(xs):
+    moments = _moments(label(_symmetric_skeleton(fas), connectivity=2), step)
+    if moments is None:
         return []
-    order = np.argsort(labels[xs, ys], kind="stable")
-    points = np.stack([xs[order], ys[order]], axis=1) * step
-    ids = labels[xs, ys][order]
-    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
-    counts = np.diff(np.r_[starts, len(ids)])
-    centres = np.add.reduceat(points, starts) / counts[:, None]
-    offsets = points - np.repeat(centres, counts, axis=0)
-    # per piece: covariance (a b; b c), principal direction at angle ½·atan2(2b, a − c), spread across it
-    a, b, c = (
-        np.add.reduceat(offsets[:, i] * offsets[:, j], starts) / counts for i, j in ((0, 0), (0, 1), (1, 1))
-    )
+    points, starts, counts, centres, offsets, (a, b, c) = moments
+    # per piece: principal direction at angle ½·atan2(2b, a − c) of the covariance (a b; b c), spread across it
     theta = 0.5 * np.arctan2(2 * b, a - c)
     directions = np.stack([np.cos(theta), np.sin(theta)], axis=1)
     across = np.sqrt(np.maximum((a + c) / 2 - np.hypot((a - c) / 2, b), 0.0))  # rms distance from the line
@@ -638,6 +617,36 @@ def _piece_lines(
     # picture and its mirror image
     kept = sorted(np.flatnonzero(keep), key=lambda i: (-spans[i], -counts[i]))
     return [(centres[i], directions[i], points[starts[i] : starts[i] + counts[i]]) for i in kept]
+
+
+class _Moments(NamedTuple):
+    """The pixels of a labelled mask's components, one component after another, and their moments."""
+
+    points: np.ndarray  # (n, 2), scaled by the pixel size
+    starts: np.ndarray  # where each component's points start
+    counts: np.ndarray
+    centres: np.ndarray
+    offsets: np.ndarray  # each point from its component's centre
+    covariance: tuple[np.ndarray, np.ndarray, np.ndarray]  # (a b; b c) per component
+
+
+def _moments(labels: np.ndarray, step: np.ndarray) -> _Moments | None:
+    """:class:`_Moments` of every labelled component at once; None without any."""
+    xs, ys = np.nonzero(labels)
+    if not len(xs):
+        return None
+    ids = labels[xs, ys]
+    order = np.argsort(ids, kind="stable")
+    points = np.stack([xs[order], ys[order]], axis=1) * step
+    ids = ids[order]
+    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+    counts = np.diff(np.r_[starts, len(ids)])
+    centres = np.add.reduceat(points, starts) / counts[:, None]
+    offsets = points - np.repeat(centres, counts, axis=0)
+    a, b, c = (
+        np.add.reduceat(offsets[:, i] * offsets[:, j], starts) / counts for i, j in ((0, 0), (0, 1), (1, 1))
+    )
+    return _Moments(points, starts, counts, centres, offsets, (a, b, c))
 
 
 def _symmetric_skeleton(mask: np.ndarray) -> np.ndarray:
